@@ -1,0 +1,13 @@
+//! Pieces shared by the three crowd services.
+//!
+//! - [`wire`]: what travels between services (the count answer, the count event and its binary frame).
+//! - [`validate`]: the checks every photo and camera id must pass, whichever service receives them.
+//! - [`http`]: the JSON error body, `/healthz`, `/metrics`.
+//! - [`upload`]: reading a photo out of a multipart form or a raw body, with a byte limit.
+//! - [`telemetry`]: structured logging set-up.
+
+pub mod http;
+pub mod telemetry;
+pub mod upload;
+pub mod validate;
+pub mod wire;

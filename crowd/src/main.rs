@@ -1,0 +1,53 @@
+use clap::{Args, Parser, Subcommand};
+use common::telemetry::{self, LogFormat};
+use crowd::Stack;
+use dashboard::DashboardConfig;
+use image_predict::PredictConfig;
+use image_upload::UploadConfig;
+
+/// crowd: count the people in photos and watch it live.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: text for people, json for collectors. Filter with RUST_LOG.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack on this machine: upload on :8003, predict on :8002, dashboard on :4400.
+    /// The services talk to each other over loopback; --predict-url and --dashboard-ingest-url
+    /// are set from the ports actually bound.
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    dashboard: DashboardConfig,
+    #[command(flatten)]
+    predict: PredictConfig,
+    #[command(flatten)]
+    upload: UploadConfig,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Up(args) => {
+            let stack = Stack::start(args.dashboard, args.predict, args.upload).await?;
+            tracing::info!(
+                upload = format!("http://127.0.0.1:{}/", stack.upload.port),
+                dashboard = format!("http://127.0.0.1:{}/", stack.dashboard.port),
+                predict = format!("http://127.0.0.1:{}/", stack.predict.port),
+                "crowd is up: open the upload page and the dashboard; Ctrl-C stops"
+            );
+            stack.run_until_stopped().await
+        }
+    }
+}

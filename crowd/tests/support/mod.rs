@@ -1,0 +1,164 @@
+//! Helpers shared by the launcher's black-box tests: configs on port 0, the dev photos, and a
+//! WebSocket client for the dashboard's live feed.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use dashboard::DashboardConfig;
+use futures_util::StreamExt;
+use image_predict::PredictConfig;
+use image_upload::UploadConfig;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The labelled photos provided beside the project (`../shared/evalset/dev`), or
+/// `$CROWD_EVALSET_DIR`.
+pub fn evalset_dir() -> PathBuf {
+    std::env::var_os("CROWD_EVALSET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/evalset/dev"))
+}
+
+pub fn evalset_photo(name: &str) -> Vec<u8> {
+    let path = evalset_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The true count of `name` from `truth.csv`.
+pub fn true_count(name: &str) -> u32 {
+    let truth = std::fs::read_to_string(evalset_dir().join("truth.csv")).expect("truth.csv");
+    truth
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let mut fields = line.split(',');
+            (fields.next()? == name).then(|| fields.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{name} is not in truth.csv"))
+}
+
+/// Parses a service's config from flags, so that tests get the documented defaults.
+fn parse<C: Args>(flags: &[&str]) -> C {
+    #[derive(Parser)]
+    struct Wrapper<C: Args> {
+        #[command(flatten)]
+        config: C,
+    }
+    let args = std::iter::once("test").chain(flags.iter().copied());
+    Wrapper::<C>::parse_from(args).config
+}
+
+pub fn temp_data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "crowd-test-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn dashboard_config(data_dir: &Path, port: u16) -> DashboardConfig {
+    parse(&[
+        "--dashboard-addr",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+}
+
+pub fn predict_config(extra: &[&str]) -> PredictConfig {
+    let model = repo_root().join("models/centernet/centernet.onnx");
+    let mut flags = vec![
+        "--predict-addr",
+        "127.0.0.1:0",
+        "--detector-model",
+        model.to_str().unwrap(),
+    ];
+    flags.extend_from_slice(extra);
+    let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    parse(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+pub fn upload_config(extra: &[&str]) -> UploadConfig {
+    let mut flags = vec!["--upload-addr", "127.0.0.1:0"];
+    flags.extend_from_slice(extra);
+    parse(&flags)
+}
+
+pub type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to the dashboard's live feed and returns it with the first (snapshot) message.
+pub async fn live_feed(dashboard_port: u16) -> (LiveSocket, Value) {
+    let url = format!("ws://127.0.0.1:{dashboard_port}/ws/live");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("live feed");
+    let first = next_json(&mut socket).await;
+    assert_eq!(first["type"], "snapshot", "first live message: {first}");
+    (socket, first)
+}
+
+/// The next JSON text message, within 30 seconds.
+pub async fn next_json(socket: &mut LiveSocket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a live message within 30 s")
+            .expect("the live feed is open")
+            .expect("a valid frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("live messages are JSON");
+        }
+    }
+}
+
+/// The next live message of type `count`.
+pub async fn next_count(socket: &mut LiveSocket) -> Value {
+    loop {
+        let message = next_json(socket).await;
+        if message["type"] == "count" {
+            return message;
+        }
+    }
+}
+
+/// A multipart form as the upload page sends it.
+pub fn photo_form(camera: &str, photo: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("camera_id", camera.to_owned())
+        .part(
+            "imageFileField",
+            reqwest::multipart::Part::bytes(photo).file_name("photo.jpg"),
+        )
+}
+
+/// Polls `url` until `done` holds for its JSON, or fails after 30 seconds.
+pub async fn wait_for_json(url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(url).send().await
+            && let Ok(json) = response.json::<Value>().await
+            && done(&json)
+        {
+            return json;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} did not reach the expected state within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,17 @@
+//! dashboard: receives count events from image-predict, keeps the history, shows it live.
+//!
+//! Event path: `routes::ingest` (WebSocket from image-predict) → `state::DashboardState::ingest`
+//! (validate → `store` commits durably, once per id → `history` updates the view → the live hub
+//! broadcasts) → `routes::live` (each browser's WebSocket). `routes::api` answers REST from
+//! `history`; `routes::page` serves `static/`.
+
+pub mod configuration;
+pub mod history;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+
+pub use configuration::DashboardConfig;
+pub use startup::Application;

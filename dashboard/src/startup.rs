@@ -1,0 +1,118 @@
+//! Building and running the dashboard HTTP service.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use common::http::{self, SHUTDOWN_GRACE_SECS, healthz, json_extractor_errors, not_found};
+use prometheus::Registry;
+use tracing_actix_web::TracingLogger;
+
+use crate::configuration::DashboardConfig;
+use crate::history::History;
+use crate::metrics::DashboardMetrics;
+use crate::routes::{api, ingest, live, page};
+use crate::state::{DashboardState, now_ms};
+use crate::store::EventStore;
+
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pruner: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens the store, rebuilds the view from it, and binds the listener.
+    pub async fn build(config: DashboardConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("binding the dashboard to {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+
+        let retention_ms = i64::from(config.history_hours) * 3_600_000;
+        let data_dir = config.data_dir.clone();
+        let (store, snapshot) = tokio::task::spawn_blocking(move || {
+            let store = EventStore::open(&data_dir)?;
+            let snapshot = store.snapshot(now_ms() - retention_ms)?;
+            anyhow::Ok((store, snapshot))
+        })
+        .await??;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            photos = snapshot.photos_total,
+            cameras = snapshot.latest.len(),
+            "history loaded"
+        );
+
+        let registry = Registry::new();
+        let state = web::Data::new(DashboardState::new(
+            store,
+            History::from_snapshot(snapshot),
+            DashboardMetrics::register(&registry),
+        ));
+        let registry = web::Data::new(registry);
+
+        let pruner = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PRUNE_EVERY);
+                loop {
+                    every.tick().await;
+                    match state.prune(now_ms() - retention_ms).await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(removed, "pruned old history"),
+                        Err(error) => tracing::error!(%error, "pruning history failed"),
+                    }
+                }
+            })
+        };
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .configure(json_extractor_errors)
+                .app_data(state.clone())
+                .app_data(registry.clone())
+                .route("/", web::get().to(page::index))
+                .route("/static/{name}", web::get().to(page::asset))
+                .route("/ws/ingest", web::get().to(ingest::ingest))
+                .route("/ws/live", web::get().to(live::live))
+                .route("/api/v1/summary", web::get().to(api::summary))
+                .route("/api/v1/histogram", web::get().to(api::histogram))
+                .route("/api/v1/cameras/{camera}/photo", web::get().to(api::photo))
+                .route("/counters", web::get().to(api::counters))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(healthz))
+                .route("/metrics", web::get().to(http::metrics))
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, "dashboard listening");
+        Ok(Self {
+            port,
+            server,
+            pruner,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped. Every acknowledged event was committed durably when it arrived, so
+    /// there is nothing left to flush; the store file is closed when the state is dropped.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        self.pruner.abort();
+        result.map_err(Into::into)
+    }
+}

@@ -1,0 +1,152 @@
+//! Pixels in and out: decoding an uploaded photo upright, and drawing the annotated thumbnail.
+
+use std::io::Cursor;
+
+use common::validate::{InputError, check_photo};
+use common::wire::PersonBox;
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
+
+/// The long side of the thumbnail pushed to the dashboard.
+pub const THUMBNAIL_MAX_SIDE: u32 = 640;
+const THUMBNAIL_JPEG_QUALITY: u8 = 80;
+const BOX_COLOUR: Rgb<u8> = Rgb([255, 64, 32]);
+
+/// Decodes JPEG, PNG or WebP into RGB, turned upright according to its EXIF orientation.
+/// The header is checked first (format by magic bytes, pixel count), so an oversized image is
+/// refused before its pixels are allocated.
+pub fn decode_upright(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputError> {
+    let header = check_photo(bytes, max_pixels)?;
+    let undecodable = |e: image::ImageError| InputError::Undecodable(e.to_string());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), header.format);
+    let mut limits = Limits::default();
+    // Enough for the declared pixels as RGBA 16-bit plus decoder scratch, and not more.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(undecodable)?;
+    let orientation = decoder.orientation().map_err(undecodable)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// Scales `photo` so that its long side fits `max_side` (never up), keeping its aspect ratio.
+pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
+    let (width, height) = photo.dimensions();
+    let long = width.max(height);
+    if long <= max_side {
+        return photo.clone();
+    }
+    let scale = max_side as f32 / long as f32;
+    let w = ((width as f32 * scale).round() as u32).max(1);
+    let h = ((height as f32 * scale).round() as u32).max(1);
+    imageops::resize(photo, w, h, FilterType::Triangle)
+}
+
+/// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined.
+pub fn annotated_thumbnail(photo: &RgbImage, boxes: &[PersonBox]) -> Vec<u8> {
+    let mut thumb = fit_within(photo, THUMBNAIL_MAX_SIDE);
+    let (w, h) = thumb.dimensions();
+    let thickness = (w.max(h) / 320).max(2);
+    for b in boxes {
+        let x1 = (b.x1 * w as f32) as i64;
+        let y1 = (b.y1 * h as f32) as i64;
+        let x2 = (b.x2 * w as f32) as i64;
+        let y2 = (b.y2 * h as f32) as i64;
+        draw_rectangle_outline(&mut thumb, (x1, y1, x2, y2), thickness, BOX_COLOUR);
+    }
+    let mut jpeg = Vec::with_capacity(64 * 1024);
+    JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_JPEG_QUALITY)
+        .encode_image(&thumb)
+        .expect("encoding an in-memory RGB image cannot fail");
+    jpeg
+}
+
+/// Outlines a rectangle, clipped to the image. Hand-written: the only drawing the stack needs,
+/// and not worth a dependency on imageproc and its tree.
+fn draw_rectangle_outline(
+    image: &mut RgbImage,
+    (x1, y1, x2, y2): (i64, i64, i64, i64),
+    thickness: u32,
+    colour: Rgb<u8>,
+) {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let t = thickness as i64;
+    let mut fill = |xa: i64, ya: i64, xb: i64, yb: i64| {
+        for y in ya.max(0)..yb.min(h) {
+            for x in xa.max(0)..xb.min(w) {
+                image.put_pixel(x as u32, y as u32, colour);
+            }
+        }
+    };
+    fill(x1, y1, x2, y1 + t); // top
+    fill(x1, y2 - t, x2, y2); // bottom
+    fill(x1, y1, x1 + t, y2); // left
+    fill(x2 - t, y1, x2, y2); // right
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageFormat;
+
+    fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        image.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_the_supported_formats() {
+        let photo = RgbImage::from_pixel(30, 20, Rgb([10, 200, 30]));
+        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::WebP] {
+            let decoded = decode_upright(&encode(&photo, format), 10_000).unwrap();
+            assert_eq!(decoded.dimensions(), (30, 20), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A minimal big-endian TIFF block with one tag: Orientation (0x0112) = 6, "rotate 90° clockwise".
+        let exif = vec![
+            0x4D, 0x4D, 0x00, 0x2A, 0x00, 0x00, 0x00, 0x08, 0x00, 0x01, 0x01, 0x12, 0x00, 0x03,
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let photo = RgbImage::from_pixel(30, 20, Rgb([200, 200, 200]));
+        let mut jpeg = Vec::new();
+        let mut encoder = JpegEncoder::new_with_quality(&mut jpeg, 90);
+        image::ImageEncoder::set_exif_metadata(&mut encoder, exif).unwrap();
+        encoder.encode_image(&photo).unwrap();
+        let decoded = decode_upright(&jpeg, 10_000).unwrap();
+        assert_eq!(decoded.dimensions(), (20, 30));
+    }
+
+    #[test]
+    fn thumbnail_is_bounded_and_boxes_are_drawn() {
+        let photo = RgbImage::from_pixel(1600, 1200, Rgb([0, 0, 0]));
+        let boxes = [PersonBox {
+            x1: 0.25,
+            y1: 0.25,
+            x2: 0.5,
+            y2: 0.75,
+            score: 0.9,
+        }];
+        let jpeg = annotated_thumbnail(&photo, &boxes);
+        let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
+        assert_eq!(thumb.dimensions(), (640, 480));
+        // On the box's top edge the pixel is the box colour (JPEG-approximately); inside it is black.
+        let edge = thumb.get_pixel(200, 121);
+        assert!(edge[0] > 180 && edge[2] < 120, "edge pixel {edge:?}");
+        let inside = thumb.get_pixel(240, 240);
+        assert!(inside[0] < 40, "inside pixel {inside:?}");
+    }
+
+    #[test]
+    fn boxes_outside_the_image_are_clipped_not_a_panic() {
+        let mut image = RgbImage::new(10, 10);
+        draw_rectangle_outline(&mut image, (-1, -1, 50, 50), 2, BOX_COLOUR);
+        assert_eq!(*image.get_pixel(0, 0), BOX_COLOUR);
+        assert_eq!(*image.get_pixel(5, 5), Rgb([0, 0, 0]));
+    }
+}

@@ -1,0 +1,24 @@
+use clap::Parser;
+use common::telemetry::{self, LogFormat};
+use image_predict::{Application, PredictConfig};
+
+/// image-predict: counts people in photos with an ONNX model and pushes counts to the dashboard.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    config: PredictConfig,
+    /// Log format: text for people, json for collectors. Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    Application::build(cli.config)
+        .await?
+        .run_until_stopped()
+        .await
+}

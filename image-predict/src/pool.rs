@@ -1,0 +1,210 @@
+//! A fixed set of OS threads that run the CPU-heavy work (decode, model, thumbnail), fed by a
+//! bounded queue. The async reactor threads never run a model; when the queue is full, a request
+//! is refused at once ([`PoolError::Busy`], answered 503 with `Retry-After`) instead of waiting
+//! without bound.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use prometheus::IntGauge;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PoolError {
+    #[error("all {workers} inference workers are busy and {queued} photos are already waiting")]
+    Busy { workers: usize, queued: usize },
+    #[error("the inference pool has stopped")]
+    Stopped,
+    #[error("the inference job panicked")]
+    Panicked,
+}
+
+/// Gauges the pool keeps current; exported on `/metrics`, and the signal to autoscale on.
+#[derive(Clone)]
+pub struct PoolGauges {
+    /// Jobs accepted but not yet started.
+    pub waiting: IntGauge,
+    /// Jobs running now.
+    pub running: IntGauge,
+}
+
+pub struct InferencePool {
+    sender: Mutex<Option<SyncSender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    worker_count: usize,
+    queue_capacity: usize,
+    gauges: PoolGauges,
+}
+
+impl InferencePool {
+    /// Starts `workers` threads sharing a queue that holds at most `queue_capacity` waiting jobs.
+    pub fn start(workers: usize, queue_capacity: usize, gauges: PoolGauges) -> Self {
+        let workers = workers.max(1);
+        let (sender, receiver) = sync_channel::<Job>(queue_capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let handles = (0..workers)
+            .map(|i| {
+                let receiver = Arc::clone(&receiver);
+                let gauges = gauges.clone();
+                std::thread::Builder::new()
+                    .name(format!("inference-{i}"))
+                    .spawn(move || worker_loop(&receiver, &gauges))
+                    .expect("spawning an inference thread")
+            })
+            .collect();
+        Self {
+            sender: Mutex::new(Some(sender)),
+            workers: Mutex::new(handles),
+            worker_count: workers,
+            queue_capacity,
+            gauges,
+        }
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.worker_count
+    }
+
+    /// Runs `job` on a worker and waits (asynchronously) for its result.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let gauges = self.gauges.clone();
+        let job: Job = Box::new(move || {
+            gauges.waiting.dec();
+            gauges.running.inc();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            gauges.running.dec();
+            let _ = done.send(outcome);
+        });
+        {
+            let sender = self.sender.lock().expect("pool sender lock");
+            let sender = sender.as_ref().ok_or(PoolError::Stopped)?;
+            self.gauges.waiting.inc();
+            match sender.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.gauges.waiting.dec();
+                    return Err(PoolError::Busy {
+                        workers: self.worker_count,
+                        queued: self.queue_capacity,
+                    });
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.gauges.waiting.dec();
+                    return Err(PoolError::Stopped);
+                }
+            }
+        }
+        match result.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_panic)) => Err(PoolError::Panicked),
+            Err(_) => Err(PoolError::Stopped),
+        }
+    }
+
+    /// Stops taking jobs, lets the queued ones finish, and joins the threads.
+    pub fn shutdown(&self) {
+        self.sender.lock().expect("pool sender lock").take();
+        let handles = std::mem::take(&mut *self.workers.lock().expect("pool workers lock"));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for InferencePool {
+    fn drop(&mut self) {
+        self.sender.lock().map(|mut s| s.take()).ok();
+    }
+}
+
+fn worker_loop(receiver: &Mutex<Receiver<Job>>, _gauges: &PoolGauges) {
+    loop {
+        // The lock is held only while waiting for the next job, not while running it.
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return, // the sender is gone: the pool is shutting down
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    fn gauges() -> PoolGauges {
+        PoolGauges {
+            waiting: IntGauge::new("w", "w").unwrap(),
+            running: IntGauge::new("r", "r").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_jobs_off_the_reactor_and_returns_results() {
+        let pool = InferencePool::start(2, 4, gauges());
+        let caller = std::thread::current().id();
+        let (value, thread) = pool
+            .run(move || (21 * 2, std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_eq!(value, 42);
+        assert_ne!(thread, caller);
+    }
+
+    #[tokio::test]
+    async fn refuses_when_workers_and_queue_are_full() {
+        let gauges = gauges();
+        let pool = Arc::new(InferencePool::start(1, 1, gauges.clone()));
+        let gate = Arc::new(Barrier::new(2));
+        // One job blocks the only worker...
+        let blocking = {
+            let (pool, gate) = (Arc::clone(&pool), Arc::clone(&gate));
+            tokio::spawn(async move { pool.run(move || gate.wait()).await })
+        };
+        while gauges.running.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...one waits in the queue...
+        let queued = {
+            let pool = Arc::clone(&pool);
+            tokio::spawn(async move { pool.run(|| 7).await })
+        };
+        while gauges.waiting.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...and the next is refused at once.
+        assert_eq!(
+            pool.run(|| 0).await,
+            Err(PoolError::Busy {
+                workers: 1,
+                queued: 1
+            })
+        );
+        gate.wait();
+        blocking.await.unwrap().unwrap();
+        assert_eq!(queued.await.unwrap(), Ok(7));
+        assert_eq!(gauges.waiting.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_an_error_not_a_dead_worker() {
+        let pool = InferencePool::start(1, 1, gauges());
+        assert_eq!(
+            pool.run(|| -> u32 { panic!("boom") }).await,
+            Err(PoolError::Panicked)
+        );
+        assert_eq!(pool.run(|| 5).await, Ok(5));
+    }
+}

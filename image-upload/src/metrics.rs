@@ -1,0 +1,50 @@
+//! image-upload's Prometheus metrics, registered in the service's own registry.
+
+use common::http::register;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry, exponential_buckets};
+
+#[derive(Clone)]
+pub struct UploadMetrics {
+    /// Photos forwarded to image-predict, by the status it answered.
+    pub forwarded: IntCounterVec,
+    /// Requests answered with an error before or instead of a count, by error code.
+    pub refused: IntCounterVec,
+    pub predict_seconds: Histogram,
+}
+
+impl UploadMetrics {
+    pub fn register(registry: &Registry) -> Self {
+        Self {
+            forwarded: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upload_photos_forwarded_total",
+                        "Photos forwarded to image-predict, by its status.",
+                    ),
+                    &["status"],
+                )
+                .expect("valid counter vec"),
+            ),
+            refused: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upload_requests_refused_total",
+                        "Uploads refused, by error code.",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid counter vec"),
+            ),
+            predict_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("upload_predict_seconds", "Round trip to image-predict.")
+                        .buckets(exponential_buckets(0.01, 2.0, 12).expect("valid buckets")),
+                )
+                .expect("valid histogram"),
+            ),
+        }
+    }
+}
