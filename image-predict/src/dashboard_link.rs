@@ -24,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// With no frame from the dashboard for this long, a ping is sent; after two silent periods the
 /// connection is considered dead (a vanished host sends no RST).
 const IDLE_PING_AFTER: Duration = Duration::from_secs(15);
+/// A dashboard host that drops packets would otherwise hold a connection attempt for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct LinkMetrics {
@@ -148,7 +150,17 @@ async fn keep_connected(url: String, outbox: Arc<Outbox>) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures_in_a_row = 0u32;
     loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(tokio_tungstenite::tungstenite::Error::Io(
+                std::io::ErrorKind::TimedOut.into(),
+            ))
+        });
+        match attempt {
             Ok((socket, _response)) => {
                 tracing::info!(%url, "connected to the dashboard");
                 backoff = FIRST_BACKOFF;

@@ -6,7 +6,7 @@ use common::validate::{InputError, check_photo};
 use common::wire::PersonBox;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
 
 /// The long side of the thumbnail pushed to the dashboard.
 pub const THUMBNAIL_MAX_SIDE: u32 = 640;
@@ -18,6 +18,11 @@ const BOX_COLOUR: Rgb<u8> = Rgb([255, 64, 32]);
 /// refused before its pixels are allocated.
 pub fn decode_upright(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputError> {
     let header = check_photo(bytes, max_pixels)?;
+    if header.format == ImageFormat::Jpeg && !jpeg_reaches_end_of_image(bytes) {
+        return Err(InputError::Undecodable(
+            "the JPEG data ends before its end-of-image marker: the file is truncated".into(),
+        ));
+    }
     let undecodable = |e: image::ImageError| InputError::Undecodable(e.to_string());
     let mut reader = ImageReader::with_format(Cursor::new(bytes), header.format);
     let mut limits = Limits::default();
@@ -29,6 +34,47 @@ pub fn decode_upright(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputEr
     let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// Walks the JPEG marker structure and tells whether it reaches the end-of-image marker.
+///
+/// The `image` crate's JPEG decoder conceals a file cut short by filling the missing blocks with
+/// grey, and a count made on part of a photo would be a wrong answer given with confidence. No
+/// decoder option turns that off, hence this walk. Segments are skipped by their declared length
+/// (so an EXIF thumbnail's own markers are not mistaken for the photo's); inside entropy-coded
+/// data a marker is `0xFF` followed by anything but `0x00` (a stuffed byte) or a restart marker.
+fn jpeg_reaches_end_of_image(bytes: &[u8]) -> bool {
+    const STUFFED_ZERO: u8 = 0x00;
+    const TEM: u8 = 0x01;
+    const END_OF_IMAGE: u8 = 0xD9;
+    let mut at = 2; // after the start-of-image marker, which the format sniffer checked
+    loop {
+        let Some(offset) = bytes[at.min(bytes.len())..].iter().position(|&b| b == 0xFF) else {
+            return false;
+        };
+        at += offset;
+        while bytes.get(at) == Some(&0xFF) {
+            at += 1; // fill bytes before a marker
+        }
+        let Some(&marker) = bytes.get(at) else {
+            return false;
+        };
+        at += 1;
+        match marker {
+            END_OF_IMAGE => return true,
+            STUFFED_ZERO | TEM | 0xD0..=0xD8 => {} // no length field follows
+            _ => {
+                let Some(length) = bytes.get(at..at + 2) else {
+                    return false;
+                };
+                let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if length < 2 {
+                    return false;
+                }
+                at += length;
+            }
+        }
+    }
 }
 
 /// Scales `photo` so that its long side fits `max_side` (never up), keeping its aspect ratio.
@@ -89,7 +135,6 @@ fn draw_rectangle_outline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::ImageFormat;
 
     fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Vec::new();
@@ -103,6 +148,29 @@ mod tests {
         for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::WebP] {
             let decoded = decode_upright(&encode(&photo, format), 10_000).unwrap();
             assert_eq!(decoded.dimensions(), (30, 20), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_complete_one_is_not() {
+        let mut photo = RgbImage::new(256, 192);
+        for (x, y, pixel) in photo.enumerate_pixels_mut() {
+            *pixel = Rgb([(x ^ y) as u8, (x * y) as u8, 0xFF]); // 0xFF bytes in the data
+        }
+        let jpeg = encode(&photo, ImageFormat::Jpeg);
+        assert!(decode_upright(&jpeg, 1 << 20).is_ok());
+        let mut with_trailer = jpeg.clone();
+        with_trailer.extend_from_slice(b"trailing bytes after the image");
+        assert!(decode_upright(&with_trailer, 1 << 20).is_ok());
+        assert!(
+            jpeg.len() > 4_000,
+            "the cuts below must fall in the entropy-coded data"
+        );
+        for cut in [jpeg.len() - 2, jpeg.len() / 2, 2_000] {
+            match decode_upright(&jpeg[..cut], 1 << 20) {
+                Err(InputError::Undecodable(message)) => assert!(message.contains("truncated")),
+                other => panic!("cut at {cut}: {other:?}"),
+            }
         }
     }
 
