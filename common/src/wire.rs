@@ -34,8 +34,16 @@ pub struct CountResponse {
     pub count: u32,
     /// When the photo was counted, Unix milliseconds.
     pub timestamp_ms: i64,
+    /// `detector` (count = person boxes) or `density` (count = the density map's sum).
+    pub method: String,
+    /// Why that method was chosen, e.g. `sparse scene: 95 candidate heads < 260`.
+    pub method_reason: String,
+    /// The density signal: weak peaks of the detector's person heatmap.
+    pub candidate_heads: u32,
+    /// Person boxes found by the detector (also when the density model counted).
     pub boxes: Vec<PersonBox>,
     pub score_threshold: f32,
+    /// The model that produced `count`.
     pub model: String,
     pub decode_ms: f64,
     pub inference_ms: f64,

@@ -21,7 +21,10 @@ enum Command {
     /// Run the whole stack on this machine: upload on :8003, predict on :8002, dashboard on :4400.
     /// The services talk to each other over loopback; --predict-url and --dashboard-ingest-url
     /// are set from the ports actually bound.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
+    /// Count every photo of DIR/truth.csv through image-predict's counting path and compare with
+    /// the truth: one row per photo, then error and time per photo for sparse and dense scenes.
+    Eval(crowd::eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -48,6 +51,15 @@ async fn main() -> anyhow::Result<()> {
                 "crowd is up: open the upload page and the dashboard; Ctrl-C stops"
             );
             stack.run_until_stopped().await
+        }
+        Command::Eval(args) => {
+            let report = crowd::eval::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                crowd::eval::print_table(&report);
+            }
+            Ok(())
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn count_photo(
     let counted = counter
         .count(&photo)
         .map_err(|e| PredictError::Model(format!("{e:#}")))?;
-    let thumbnail_jpeg = with_thumbnail.then(|| annotated_thumbnail(&photo, &counted.boxes));
+    let thumbnail_jpeg = with_thumbnail.then(|| annotated_thumbnail(&photo, &counted));
     Ok(PhotoCount {
         counted,
         decode_ms,
@@ -101,7 +101,7 @@ impl CountingService {
             camera: camera.into_string(),
             count: photo.counted.count,
             timestamp_ms: now_ms(),
-            model: self.counter.name().to_owned(),
+            model: photo.counted.model.to_owned(),
         };
         if let Some(jpeg) = &photo.thumbnail_jpeg {
             self.link.push(&event, jpeg);
@@ -124,6 +124,9 @@ impl CountingService {
             camera: event.camera,
             count: event.count,
             timestamp_ms: event.timestamp_ms,
+            method: photo.counted.method.as_str().to_owned(),
+            method_reason: photo.counted.reason,
+            candidate_heads: photo.counted.candidate_heads,
             boxes: photo.counted.boxes,
             score_threshold: self.counter.score_threshold(),
             model: event.model,

@@ -6,12 +6,17 @@ use common::validate::{InputError, check_photo};
 use common::wire::PersonBox;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
+use image::{
+    DynamicImage, ImageBuffer, ImageDecoder, ImageFormat, ImageReader, Limits, Luma, Rgb, RgbImage,
+};
+
+use crate::model::{Counted, DensityMap};
 
 /// The long side of the thumbnail pushed to the dashboard.
 pub const THUMBNAIL_MAX_SIDE: u32 = 640;
 const THUMBNAIL_JPEG_QUALITY: u8 = 80;
 const BOX_COLOUR: Rgb<u8> = Rgb([255, 64, 32]);
+const HEAT_MAX_ALPHA: f32 = 0.7;
 
 /// Decodes JPEG, PNG or WebP into RGB, turned upright according to its EXIF orientation.
 /// The header is checked first (format by magic bytes, pixel count), so an oversized image is
@@ -91,8 +96,20 @@ pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
 }
 
 /// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined.
-pub fn annotated_thumbnail(photo: &RgbImage, boxes: &[PersonBox]) -> Vec<u8> {
+pub fn annotated_thumbnail(photo: &RgbImage, counted: &Counted) -> Vec<u8> {
     let mut thumb = fit_within(photo, THUMBNAIL_MAX_SIDE);
+    match &counted.density {
+        Some(map) => overlay_density(&mut thumb, map),
+        None => draw_boxes(&mut thumb, &counted.boxes),
+    }
+    let mut jpeg = Vec::with_capacity(64 * 1024);
+    JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_JPEG_QUALITY)
+        .encode_image(&thumb)
+        .expect("encoding an in-memory RGB image cannot fail");
+    jpeg
+}
+
+fn draw_boxes(thumb: &mut RgbImage, boxes: &[PersonBox]) {
     let (w, h) = thumb.dimensions();
     let thickness = (w.max(h) / 320).max(2);
     for b in boxes {
@@ -100,13 +117,32 @@ pub fn annotated_thumbnail(photo: &RgbImage, boxes: &[PersonBox]) -> Vec<u8> {
         let y1 = (b.y1 * h as f32) as i64;
         let x2 = (b.x2 * w as f32) as i64;
         let y2 = (b.y2 * h as f32) as i64;
-        draw_rectangle_outline(&mut thumb, (x1, y1, x2, y2), thickness, BOX_COLOUR);
+        draw_rectangle_outline(thumb, (x1, y1, x2, y2), thickness, BOX_COLOUR);
     }
-    let mut jpeg = Vec::with_capacity(64 * 1024);
-    JpegEncoder::new_with_quality(&mut jpeg, THUMBNAIL_JPEG_QUALITY)
-        .encode_image(&thumb)
-        .expect("encoding an in-memory RGB image cannot fail");
-    jpeg
+}
+
+/// Blends the density map over the thumbnail as heat: transparent where nobody is, up to
+/// [`HEAT_MAX_ALPHA`] of the heat colour where the map peaks. The map is stretched to the
+/// thumbnail (its last cells may reach a few pixels past the photo's edge).
+fn overlay_density(thumb: &mut RgbImage, map: &DensityMap) {
+    let peak = map.values.iter().copied().fold(0.0f32, f32::max);
+    if peak <= 0.0 || map.columns == 0 || map.rows == 0 {
+        return;
+    }
+    let cells: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_fn(map.columns, map.rows, |x, y| {
+            Luma([(map.values[(y * map.columns + x) as usize] / peak).clamp(0.0, 1.0)])
+        });
+    let heat = imageops::resize(&cells, thumb.width(), thumb.height(), FilterType::Triangle);
+    for (pixel, level) in thumb.pixels_mut().zip(heat.pixels()) {
+        let t = level[0].clamp(0.0, 1.0);
+        let alpha = HEAT_MAX_ALPHA * t;
+        // From orange at low density to yellow-white at the peak.
+        let colour = [255.0, 96.0 + 159.0 * t, 32.0 + 160.0 * t * t];
+        for (channel, c) in pixel.0.iter_mut().zip(colour) {
+            *channel = (f32::from(*channel) * (1.0 - alpha) + c * alpha).round() as u8;
+        }
+    }
 }
 
 /// Outlines a rectangle, clipped to the image. Hand-written: the only drawing the stack needs,
@@ -135,6 +171,7 @@ fn draw_rectangle_outline(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Method;
 
     fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Vec::new();
@@ -200,7 +237,7 @@ mod tests {
             y2: 0.75,
             score: 0.9,
         }];
-        let jpeg = annotated_thumbnail(&photo, &boxes);
+        let jpeg = annotated_thumbnail(&photo, &counted(boxes.to_vec(), None));
         let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
         assert_eq!(thumb.dimensions(), (640, 480));
         // On the box's top edge the pixel is the box colour (JPEG-approximately); inside it is black.
@@ -208,6 +245,53 @@ mod tests {
         assert!(edge[0] > 180 && edge[2] < 120, "edge pixel {edge:?}");
         let inside = thumb.get_pixel(240, 240);
         assert!(inside[0] < 40, "inside pixel {inside:?}");
+    }
+
+    fn counted(boxes: Vec<PersonBox>, density: Option<DensityMap>) -> Counted {
+        Counted {
+            count: 1,
+            method: if density.is_some() {
+                Method::Density
+            } else {
+                Method::Detector
+            },
+            reason: String::new(),
+            model: "test",
+            candidate_heads: 0,
+            boxes,
+            density,
+            inference_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn dense_thumbnails_show_heat_where_the_density_is() {
+        let photo = RgbImage::from_pixel(800, 400, Rgb([0, 0, 0]));
+        // Left half crowded, right half empty.
+        let map = DensityMap {
+            columns: 8,
+            rows: 4,
+            values: (0..32).map(|i| if i % 8 < 4 { 2.0 } else { 0.0 }).collect(),
+        };
+        let box_far_right = PersonBox {
+            x1: 0.9,
+            y1: 0.1,
+            x2: 0.95,
+            y2: 0.9,
+            score: 0.9,
+        };
+        let jpeg = annotated_thumbnail(&photo, &counted(vec![box_far_right], Some(map)));
+        let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
+        assert_eq!(thumb.dimensions(), (640, 320));
+        let hot = thumb.get_pixel(80, 160);
+        assert!(hot[0] > 150, "crowded part is heated: {hot:?}");
+        let cold = thumb.get_pixel(560, 160);
+        assert!(cold[0] < 40, "empty part untouched: {cold:?}");
+        let no_box = thumb.get_pixel(580, 100);
+        assert!(
+            no_box[0] < 40,
+            "boxes are not drawn on a density thumbnail: {no_box:?}"
+        );
     }
 
     #[test]

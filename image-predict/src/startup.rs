@@ -17,7 +17,6 @@ use crate::counting::CountingService;
 use crate::dashboard_link::DashboardLink;
 use crate::metrics::PredictMetrics;
 use crate::model::PeopleCounter;
-use crate::model::centernet::CenterNet;
 use crate::pool::InferencePool;
 use crate::routes::{Limits, count_form, count_raw, readyz};
 
@@ -39,12 +38,9 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let started = std::time::Instant::now();
-        let counter: Arc<dyn PeopleCounter> = Arc::new(
-            CenterNet::load(&config.detector_model, config.detector_settings())
-                .with_context(|| format!("loading {}", config.detector_model.display()))?,
-        );
+        let counter: Arc<dyn PeopleCounter> = Arc::new(config.model.load()?);
         tracing::info!(
-            model = counter.name(),
+            counting = ?config.model.counting,
             load_ms = started.elapsed().as_millis() as u64,
             "model ready"
         );

@@ -78,12 +78,15 @@ pub fn dashboard_config(data_dir: &Path, port: u16) -> DashboardConfig {
 }
 
 pub fn predict_config(extra: &[&str]) -> PredictConfig {
-    let model = repo_root().join("models/centernet/centernet.onnx");
+    let detector = repo_root().join("models/centernet/centernet.onnx");
+    let density = repo_root().join("models/csrnet/csrnet.onnx");
     let mut flags = vec![
         "--predict-addr",
         "127.0.0.1:0",
         "--detector-model",
-        model.to_str().unwrap(),
+        detector.to_str().unwrap(),
+        "--density-model",
+        density.to_str().unwrap(),
     ];
     flags.extend_from_slice(extra);
     let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();

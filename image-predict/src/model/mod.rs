@@ -1,34 +1,70 @@
 //! The models that count people. Each is loaded once at start, with its input shape fixed,
 //! optimised and made runnable by tract; then it is run many times, from several threads.
 //!
-//! Today: [`centernet::CenterNet`], a COCO object detector of which we keep the `person` class.
-//! A second model (e.g. a crowd-density network) sits beside it as another module implementing
-//! [`PeopleCounter`].
+//! - [`centernet`]: a COCO object detector of which we keep the `person` class, run on
+//!   overlapping tiles ([`tiling`]); it also yields the "candidate heads" signal.
+//! - [`csrnet`]: a crowd-density network, for dense crowds where boxes fail.
+//! - [`adaptive`]: picks one of them per photo ([`CountingMode`]).
+//! - [`calibration`]: the defaults of all of the above, with how they were measured.
 
+pub mod adaptive;
+pub mod calibration;
 pub mod centernet;
+pub mod csrnet;
 mod nms;
+pub mod tiling;
 
 use common::wire::PersonBox;
 use image::RgbImage;
 
+pub use adaptive::{AdaptiveCounter, CountingMode, DenseSceneRule, choose_method};
+pub use csrnet::DensityMap;
 pub use nms::non_maximum_suppression;
 
-/// What a model found in one photo.
+/// Which model produced a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Boxes of the person detector, counted.
+    Detector,
+    /// The density model's map, summed.
+    Density,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Detector => "detector",
+            Method::Density => "density",
+        }
+    }
+}
+
+/// What the counter found in one photo.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Counted {
     pub count: u32,
-    /// Person boxes, normalised to the photo (empty for models that do not localise people).
+    pub method: Method,
+    /// Why `method` was chosen, in words.
+    pub reason: String,
+    /// The model that produced `count`.
+    pub model: &'static str,
+    /// The density signal: local maxima of the detector's person heatmap above a low score.
+    pub candidate_heads: u32,
+    /// Person boxes, normalised to the photo (shown even when the density model counted).
     pub boxes: Vec<PersonBox>,
-    /// Time spent in the model itself (letterbox excluded), milliseconds.
+    /// The density map, when the density model counted.
+    pub density: Option<DensityMap>,
+    /// Time spent in the models themselves (scaling excluded), milliseconds.
     pub inference_ms: f64,
 }
 
-/// A model that counts the people in an upright RGB photo. Implementations are immutable after
-/// loading and safe to share between the inference workers.
+/// Counts the people in an upright RGB photo. Implementations are immutable after loading and
+/// safe to share between the inference workers.
 pub trait PeopleCounter: Send + Sync + 'static {
-    /// Short model name reported in answers and events, e.g. `centernet-coco-512`.
+    /// The models loaded and the counting mode, e.g. `centernet-coco + csrnet, counting auto`.
     fn name(&self) -> &str;
-    /// The score a detection needs to be counted, if the model uses one.
+    /// The score a detection needs to be counted.
     fn score_threshold(&self) -> f32;
     fn count(&self, photo: &RgbImage) -> anyhow::Result<Counted>;
 }

@@ -1,0 +1,231 @@
+//! `crowd eval DIR`: counts every photo listed in `DIR/truth.csv` through the same code path as
+//! image-predict (`count_photo` with the models and settings of `ModelConfig`) and compares the
+//! counts with the truth.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use image_predict::configuration::ModelConfig;
+use image_predict::counting::count_photo;
+use image_predict::model::PeopleCounter;
+use serde::{Deserialize, Serialize};
+
+/// Photos with at least this many people are dense crowds, judged by relative error.
+pub const DENSE_FROM: u32 = 100;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A folder with the photos and `truth.csv` (columns `file,true_count`; others ignored).
+    pub dir: PathBuf,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Largest accepted image, pixels, as image-predict's --predict-max-pixels.
+    #[arg(long, default_value_t = 50_000_000)]
+    pub max_pixels: u64,
+    #[command(flatten)]
+    pub model: ModelConfig,
+}
+
+#[derive(Debug, Deserialize)]
+struct TruthRow {
+    file: String,
+    true_count: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PhotoResult {
+    pub file: String,
+    pub true_count: u32,
+    pub count: u32,
+    pub error: i64,
+    pub method: String,
+    pub candidate_heads: u32,
+    /// Decode, models and thumbnail: what the photo costs image-predict, milliseconds.
+    pub total_ms: f64,
+    pub inference_ms: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub photos: usize,
+    /// Mean absolute error, people.
+    pub mae: f64,
+    pub rmse: f64,
+    /// Mean of |count - truth| / truth.
+    pub mean_relative_error: f64,
+    pub median_ms: f64,
+    /// How many photos each method counted.
+    pub by_detector: usize,
+    pub by_density: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub counter: String,
+    pub photos: Vec<PhotoResult>,
+    /// Photos with fewer than [`DENSE_FROM`] people.
+    pub sparse: Option<GroupSummary>,
+    /// Photos with [`DENSE_FROM`] people or more.
+    pub dense: Option<GroupSummary>,
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
+    let truth_path = args.dir.join("truth.csv");
+    let truth = read_truth(&truth_path)?;
+    let counter = args.model.load()?;
+    let mut photos = Vec::with_capacity(truth.len());
+    for row in truth {
+        photos.push(count_one(&counter, &args.dir, row, args.max_pixels)?);
+    }
+    let group = |dense: bool| {
+        summarise(
+            photos
+                .iter()
+                .filter(|p| (p.true_count >= DENSE_FROM) == dense),
+        )
+    };
+    Ok(EvalReport {
+        counter: counter.name().to_owned(),
+        sparse: group(false),
+        dense: group(true),
+        photos,
+    })
+}
+
+fn read_truth(path: &Path) -> anyhow::Result<Vec<TruthRow>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let rows = reader
+        .deserialize()
+        .collect::<Result<Vec<TruthRow>, _>>()
+        .with_context(|| format!("{}: expected columns file,true_count", path.display()))?;
+    anyhow::ensure!(!rows.is_empty(), "{} lists no photos", path.display());
+    Ok(rows)
+}
+
+fn count_one(
+    counter: &dyn PeopleCounter,
+    dir: &Path,
+    row: TruthRow,
+    max_pixels: u64,
+) -> anyhow::Result<PhotoResult> {
+    let path = dir.join(&row.file);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let started = Instant::now();
+    let photo = count_photo(counter, &bytes, max_pixels, true)
+        .with_context(|| format!("counting {}", path.display()))?;
+    let total_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(PhotoResult {
+        error: i64::from(photo.counted.count) - i64::from(row.true_count),
+        file: row.file,
+        true_count: row.true_count,
+        count: photo.counted.count,
+        method: photo.counted.method.as_str().to_owned(),
+        candidate_heads: photo.counted.candidate_heads,
+        total_ms,
+        inference_ms: photo.counted.inference_ms,
+    })
+}
+
+fn summarise<'a>(photos: impl Iterator<Item = &'a PhotoResult>) -> Option<GroupSummary> {
+    let photos: Vec<&PhotoResult> = photos.collect();
+    if photos.is_empty() {
+        return None;
+    }
+    let n = photos.len() as f64;
+    let errors = photos.iter().map(|p| p.error as f64);
+    let mut times: Vec<f64> = photos.iter().map(|p| p.total_ms).collect();
+    times.sort_by(f64::total_cmp);
+    let middle = times.len() / 2;
+    let median_ms = if times.len() % 2 == 1 {
+        times[middle]
+    } else {
+        (times[middle - 1] + times[middle]) / 2.0
+    };
+    Some(GroupSummary {
+        photos: photos.len(),
+        mae: errors.clone().map(f64::abs).sum::<f64>() / n,
+        rmse: (errors.map(|e| e * e).sum::<f64>() / n).sqrt(),
+        mean_relative_error: photos
+            .iter()
+            .map(|p| (p.error as f64).abs() / f64::from(p.true_count.max(1)))
+            .sum::<f64>()
+            / n,
+        median_ms,
+        by_detector: photos.iter().filter(|p| p.method == "detector").count(),
+        by_density: photos.iter().filter(|p| p.method == "density").count(),
+    })
+}
+
+/// The report as a table for people.
+pub fn print_table(report: &EvalReport) {
+    println!("counter: {}", report.counter);
+    println!(
+        "{:<24} {:>6} {:>6} {:>6}  {:<8} {:>10} {:>9}",
+        "file", "true", "count", "error", "method", "candidates", "ms"
+    );
+    for p in &report.photos {
+        println!(
+            "{:<24} {:>6} {:>6} {:>+6}  {:<8} {:>10} {:>9.0}",
+            p.file, p.true_count, p.count, p.error, p.method, p.candidate_heads, p.total_ms
+        );
+    }
+    if let Some(s) = &report.sparse {
+        println!(
+            "fewer than {DENSE_FROM} people: {} photos, mean absolute error {:.2}, RMSE {:.2}, median {:.0} ms/photo, method detector {} / density {}",
+            s.photos, s.mae, s.rmse, s.median_ms, s.by_detector, s.by_density
+        );
+    }
+    if let Some(s) = &report.dense {
+        println!(
+            "{DENSE_FROM} people or more: {} photos, mean relative error {:.1}%, mean absolute error {:.1}, median {:.0} ms/photo, method detector {} / density {}",
+            s.photos,
+            s.mean_relative_error * 100.0,
+            s.mae,
+            s.median_ms,
+            s.by_detector,
+            s.by_density
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(true_count: u32, count: u32, total_ms: f64, method: &str) -> PhotoResult {
+        PhotoResult {
+            file: String::new(),
+            true_count,
+            count,
+            error: i64::from(count) - i64::from(true_count),
+            method: method.to_owned(),
+            candidate_heads: 0,
+            total_ms,
+            inference_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn summary_figures() {
+        let photos = [
+            result(10, 13, 300.0, "detector"),
+            result(10, 9, 100.0, "detector"),
+            result(20, 20, 200.0, "density"),
+        ];
+        let s = summarise(photos.iter()).unwrap();
+        assert_eq!(s.photos, 3);
+        assert!((s.mae - 4.0 / 3.0).abs() < 1e-9);
+        assert!((s.rmse - (10.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        assert!((s.mean_relative_error - 0.4 / 3.0).abs() < 1e-9);
+        assert_eq!(s.median_ms, 200.0);
+        assert_eq!((s.by_detector, s.by_density), (2, 1));
+        assert!(summarise(std::iter::empty()).is_none());
+    }
+}
