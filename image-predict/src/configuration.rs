@@ -57,9 +57,13 @@ pub struct PredictConfig {
 impl PredictConfig {
     pub fn worker_count(&self) -> usize {
         self.inference_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .unwrap_or_else(cores)
             .max(1)
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The models and how they count: shared by the service and by `crowd eval`, so that both count
@@ -118,6 +122,12 @@ pub struct ModelConfig {
     /// The density model's square input side, pixels (a multiple of 8).
     #[arg(long, env = "DENSITY_INPUT_SIDE", default_value_t = calibrated::DENSITY_INPUT_SIDE)]
     pub density_input_side: u32,
+
+    /// Threads that share the matrix multiplications of one model run (default: the cores).
+    /// With one photo in flight it gets every core; with several, they share the same threads,
+    /// so the machine is never oversubscribed.
+    #[arg(long, env = "INFERENCE_THREADS")]
+    pub inference_threads: Option<usize>,
 }
 
 impl ModelConfig {
@@ -138,6 +148,14 @@ impl ModelConfig {
             self.tile_min_overlap <= 448 && self.detector_short_side > 0,
             "--tile-min-overlap must be at most 448 and --detector-short-side positive"
         );
+        // Process-wide: tract reads its executor from a global, and every model run in this
+        // process shares the same threads.
+        let threads = self.inference_threads.unwrap_or_else(cores).max(1);
+        tract_linalg::multithread::set_default_executor(if threads > 1 {
+            tract_linalg::multithread::Executor::multithread(threads)
+        } else {
+            tract_linalg::multithread::Executor::SingleThread
+        });
         let detector = CenterNet::load(&self.detector_model, self.detector_settings())
             .with_context(|| format!("loading {}", self.detector_model.display()))?;
         let density = match self.counting {
