@@ -36,7 +36,7 @@ pub struct DashboardConfig {
     pub redis_prefix: String,
 
     /// With a redis:// store: count events kept in the Redis stream that every replica reads at
-    /// start and follows (about 200 bytes each; Redis trims in blocks, so a few more may stay).
+    /// start and follows (100,000 take about 18 MB; Redis trims in blocks, so a few more may stay).
     /// Older events leave the histogram but stay in the totals.
     #[arg(long, env = "DASHBOARD_STREAM_MAX_LEN", default_value_t = 100_000)]
     pub stream_max_len: u64,

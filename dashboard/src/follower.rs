@@ -4,6 +4,7 @@
 //! view from a fresh snapshot, so that nothing that happened meanwhile is missed.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
@@ -17,7 +18,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Follows the log from `position` (where the view's snapshot ended) for ever.
 pub async fn follow(
-    store: SharedStore,
+    store: Arc<SharedStore>,
     state: web::Data<DashboardState>,
     mut position: String,
     retention: Duration,

@@ -105,7 +105,7 @@ impl DashboardState {
     }
 
     /// Handles one event frame from image-predict: validate, store durably (once), update the
-    /// view, tell the browsers. `Ok` holds the reply to send; `Err` means the store failed and
+    /// view and tell the browsers (with the shared store, every replica's follower does that). `Ok` holds the reply to send; `Err` means the store failed and
     /// the event must not be acknowledged (image-predict will resend it).
     pub async fn ingest(&self, frame: Bytes) -> Result<IngestReply, StoreError> {
         let (event, thumbnail) = match decode_event_frame(&frame) {

@@ -80,7 +80,7 @@ impl FromStr for StoreChoice {
 #[derive(Clone)]
 pub enum Store {
     Embedded(Arc<EmbeddedStore>),
-    Shared(SharedStore),
+    Shared(Arc<SharedStore>),
 }
 
 impl Store {
@@ -91,14 +91,14 @@ impl Store {
                 let store = blocking(move || EmbeddedStore::open(&data_dir)).await?;
                 Ok(Store::Embedded(Arc::new(store)))
             }
-            StoreChoice::Redis(url) => Ok(Store::Shared(
+            StoreChoice::Redis(url) => Ok(Store::Shared(Arc::new(
                 SharedStore::connect(url, config.shared_store_settings()).await?,
-            )),
+            ))),
         }
     }
 
     /// What a log follower reads from, when the store has a log (the shared store).
-    pub fn shared(&self) -> Option<&SharedStore> {
+    pub fn shared(&self) -> Option<&Arc<SharedStore>> {
         match self {
             Store::Embedded(_) => None,
             Store::Shared(shared) => Some(shared),
