@@ -25,6 +25,14 @@ impl Running {
         self.handle.stop(true).await;
         self.task.await.context("service task")?
     }
+
+    /// Stops the service abruptly, as when its pod is killed: open connections are dropped
+    /// without a goodbye and nothing in flight is finished.
+    pub async fn kill(self) {
+        self.handle.stop(false).await;
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 /// The whole stack on one machine.

@@ -1,10 +1,9 @@
-//! The dashboard's view of the counts, in memory: totals, the newest photo per camera, people per
+//! The dashboard's view of the counts, in memory: totals, the newest event per camera, people per
 //! 30-second window. Rebuilt from the store at start and updated by each new event; every
-//! answer (REST and live) is read from here.
+//! answer (REST and live) but the photos is read from here (photos are served by the store).
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use common::wire::CountEvent;
 use serde::{Deserialize, Serialize};
 
@@ -66,16 +65,12 @@ pub struct HistogramView {
     pub windows: Vec<Window>,
 }
 
-struct CameraLatest {
-    event: CountEvent,
-    photo: Bytes,
-}
-
 #[derive(Default)]
 pub struct History {
     counted_total: u64,
     photos_total: u64,
-    cameras: BTreeMap<String, CameraLatest>,
+    /// Newest event per camera.
+    cameras: BTreeMap<String, CountEvent>,
     windows: BTreeMap<i64, Window>,
     /// Per-timestamp people for the sliding 30-second figure; only the last minute is kept.
     recent: BTreeMap<i64, u64>,
@@ -88,10 +83,8 @@ impl History {
             photos_total: snapshot.photos_total,
             ..History::default()
         };
-        for (event, photo) in snapshot.latest {
-            history
-                .cameras
-                .insert(event.camera.clone(), CameraLatest { event, photo });
+        for event in snapshot.latest {
+            history.cameras.insert(event.camera.clone(), event);
         }
         for (timestamp_ms, people) in snapshot.timeline {
             history.add_to_timeline(timestamp_ms, people);
@@ -112,24 +105,25 @@ impl History {
 
     /// Adds a newly stored event. Returns the camera's view if this event is now its newest
     /// (a late, older event updates the totals and histogram but not the panel).
-    pub fn apply(&mut self, event: &CountEvent, photo: Bytes) -> Option<CameraView> {
+    pub fn apply(&mut self, event: &CountEvent) -> Option<CameraView> {
         self.counted_total += u64::from(event.count);
         self.photos_total += 1;
         self.add_to_timeline(event.timestamp_ms, u64::from(event.count));
         let newer = self.cameras.get(&event.camera).is_none_or(|current| {
-            (event.timestamp_ms, &event.id) > (current.event.timestamp_ms, &current.event.id)
+            (event.timestamp_ms, &event.id) > (current.timestamp_ms, &current.id)
         });
         if !newer {
             return None;
         }
-        self.cameras.insert(
-            event.camera.clone(),
-            CameraLatest {
-                event: event.clone(),
-                photo,
-            },
-        );
+        self.cameras.insert(event.camera.clone(), event.clone());
         Some(camera_view(event))
+    }
+
+    /// Takes the shared store's running totals as they stood after the last applied event: they
+    /// are authoritative, and still right when older events have left its log unread.
+    pub fn adopt_totals(&mut self, counted_total: u64, photos_total: u64) {
+        self.counted_total = counted_total;
+        self.photos_total = photos_total;
     }
 
     pub fn window(&self, timestamp_ms: i64) -> Window {
@@ -155,7 +149,7 @@ impl History {
             people_now: self
                 .cameras
                 .values()
-                .map(|c| u64::from(c.event.count))
+                .map(|event| u64::from(event.count))
                 .sum(),
             last_30s: self.last_30s(now_ms),
             cameras: self.cameras.len(),
@@ -166,11 +160,7 @@ impl History {
     pub fn summary(&self, now_ms: i64) -> Summary {
         Summary {
             totals: self.totals(now_ms),
-            cameras: self
-                .cameras
-                .values()
-                .map(|c| camera_view(&c.event))
-                .collect(),
+            cameras: self.cameras.values().map(camera_view).collect(),
         }
     }
 
@@ -185,13 +175,6 @@ impl History {
             window_seconds: WINDOW_MS / 1000,
             windows,
         }
-    }
-
-    /// The newest annotated photo of `camera` and the id of its event.
-    pub fn photo(&self, camera: &str) -> Option<(Bytes, String)> {
-        self.cameras
-            .get(camera)
-            .map(|c| (c.photo.clone(), c.event.id.clone()))
     }
 
     /// Forgets windows older than `before_ms` and sliding-window entries older than a minute.
@@ -229,9 +212,9 @@ mod tests {
     #[test]
     fn counted_and_now_are_different_figures() {
         let mut history = History::default();
-        history.apply(&event("1", "a", 5, 1_000), Bytes::new());
-        history.apply(&event("2", "a", 3, 2_000), Bytes::new());
-        history.apply(&event("3", "b", 4, 2_500), Bytes::new());
+        history.apply(&event("1", "a", 5, 1_000));
+        history.apply(&event("2", "a", 3, 2_000));
+        history.apply(&event("3", "b", 4, 2_500));
         let totals = history.totals(3_000);
         assert_eq!(totals.counted_total, 12, "all photos");
         assert_eq!(totals.people_now, 7, "latest per camera: 3 + 4");
@@ -242,9 +225,9 @@ mod tests {
     #[test]
     fn windows_are_30_seconds_and_include_empty_ones() {
         let mut history = History::default();
-        history.apply(&event("1", "a", 5, 60_000), Bytes::new());
-        history.apply(&event("2", "a", 2, 89_999), Bytes::new());
-        history.apply(&event("3", "a", 4, 120_000), Bytes::new());
+        history.apply(&event("1", "a", 5, 60_000));
+        history.apply(&event("2", "a", 2, 89_999));
+        history.apply(&event("3", "a", 4, 120_000));
         let view = history.histogram(125_000, 4);
         let people: Vec<u64> = view.windows.iter().map(|w| w.people).collect();
         let starts: Vec<i64> = view.windows.iter().map(|w| w.start_ms).collect();
@@ -256,16 +239,8 @@ mod tests {
     #[test]
     fn a_late_event_counts_but_does_not_replace_the_panel() {
         let mut history = History::default();
-        assert!(
-            history
-                .apply(&event("new", "a", 2, 50_000), Bytes::new())
-                .is_some()
-        );
-        assert!(
-            history
-                .apply(&event("old", "a", 9, 10_000), Bytes::new())
-                .is_none()
-        );
+        assert!(history.apply(&event("new", "a", 2, 50_000)).is_some());
+        assert!(history.apply(&event("old", "a", 9, 10_000)).is_none());
         let summary = history.summary(60_000);
         assert_eq!(summary.cameras[0].event_id, "new");
         assert_eq!(summary.totals.counted_total, 11);
@@ -275,8 +250,8 @@ mod tests {
     #[test]
     fn last_30_seconds_slides() {
         let mut history = History::default();
-        history.apply(&event("1", "a", 5, 10_000), Bytes::new());
-        history.apply(&event("2", "a", 7, 35_000), Bytes::new());
+        history.apply(&event("1", "a", 5, 10_000));
+        history.apply(&event("2", "a", 7, 35_000));
         assert_eq!(history.last_30s(39_000), 12);
         assert_eq!(history.last_30s(41_000), 7);
         assert_eq!(history.last_30s(70_000), 0);
@@ -287,13 +262,14 @@ mod tests {
         let snapshot = Snapshot {
             people_total: 100,
             photos_total: 10,
-            latest: vec![(event("x", "cam", 6, 40_000), Bytes::from_static(b"jpg"))],
+            latest: vec![event("x", "cam", 6, 40_000)],
             timeline: vec![(31_000, 4), (40_000, 6)],
+            log_position: None,
         };
         let history = History::from_snapshot(snapshot);
         assert_eq!(history.totals(41_000).counted_total, 100);
         assert_eq!(history.totals(41_000).people_now, 6);
         assert_eq!(history.window(35_000).people, 10);
-        assert_eq!(history.photo("cam").unwrap().1, "x");
+        assert_eq!(history.summary(41_000).cameras[0].event_id, "x");
     }
 }

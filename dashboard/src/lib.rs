@@ -2,10 +2,13 @@
 //!
 //! Event path: `routes::ingest` (WebSocket from image-predict) → `state::DashboardState::ingest`
 //! (validate → `store` commits durably, once per id → `history` updates the view → the live hub
-//! broadcasts) → `routes::live` (each browser's WebSocket). `routes::api` answers REST from
-//! `history`; `routes::page` serves `static/`.
+//! broadcasts) → `routes::live` (each browser's WebSocket). With the shared (Redis) store the
+//! view is updated by `follower`, which follows the store's log, so that every replica sees
+//! every event. `routes::api` answers REST from `history` (photos from `store`);
+//! `routes::page` serves `static/`.
 
 pub mod configuration;
+pub mod follower;
 pub mod history;
 pub mod metrics;
 pub mod routes;

@@ -11,18 +11,31 @@ use prometheus::Registry;
 use tracing_actix_web::TracingLogger;
 
 use crate::configuration::DashboardConfig;
+use crate::follower::follow;
 use crate::history::History;
 use crate::metrics::DashboardMetrics;
 use crate::routes::{api, ingest, live, page};
 use crate::state::{DashboardState, now_ms};
-use crate::store::EventStore;
+use crate::store::{Store, StoreChoice};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Application {
     port: u16,
     server: Server,
-    pruner: tokio::task::JoinHandle<()>,
+    background: BackgroundTasks,
+}
+
+/// The pruner and, with the shared store, the log follower. Aborted when the application is
+/// dropped, so that a stopped (or killed) dashboard leaves nothing running.
+struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Application {
@@ -32,30 +45,40 @@ impl Application {
             .with_context(|| format!("binding the dashboard to {}", config.listen))?;
         let port = listener.local_addr()?.port();
 
-        let retention_ms = i64::from(config.history_hours) * 3_600_000;
-        let data_dir = config.data_dir.clone();
-        let (store, snapshot) = tokio::task::spawn_blocking(move || {
-            let store = EventStore::open(&data_dir)?;
-            let snapshot = store.snapshot(now_ms() - retention_ms)?;
-            anyhow::Ok((store, snapshot))
-        })
-        .await??;
+        let retention = config.history_retention();
+        let retention_ms = retention.as_millis() as i64;
+        let store = Store::open(&config).await.context("opening the store")?;
+        let snapshot = store.snapshot(now_ms() - retention_ms).await?;
+        let store_name = match &config.store {
+            StoreChoice::Embedded => format!("embedded ({})", config.data_dir.display()),
+            StoreChoice::Redis(_) => format!("redis (prefix {})", config.redis_prefix),
+        };
         tracing::info!(
-            data_dir = %config.data_dir.display(),
+            store = %store_name,
             photos = snapshot.photos_total,
             cameras = snapshot.latest.len(),
             "history loaded"
         );
+        let log_position = snapshot.log_position.clone();
 
         let registry = Registry::new();
         let state = web::Data::new(DashboardState::new(
-            store,
+            store.clone(),
             History::from_snapshot(snapshot),
             DashboardMetrics::register(&registry),
         ));
         let registry = web::Data::new(registry);
 
-        let pruner = {
+        let mut background = BackgroundTasks(Vec::new());
+        if let (Some(shared), Some(position)) = (store.shared(), log_position) {
+            background.0.push(tokio::spawn(follow(
+                shared.clone(),
+                state.clone(),
+                position,
+                retention,
+            )));
+        }
+        background.0.push({
             let state = state.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(PRUNE_EVERY);
@@ -68,7 +91,7 @@ impl Application {
                     }
                 }
             })
-        };
+        });
 
         let server = HttpServer::new(move || {
             App::new()
@@ -85,7 +108,7 @@ impl Application {
                 .route("/api/v1/cameras/{camera}/photo", web::get().to(api::photo))
                 .route("/counters", web::get().to(api::counters))
                 .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(healthz))
+                .route("/readyz", web::get().to(api::readyz))
                 .route("/metrics", web::get().to(http::metrics))
                 .default_service(web::to(not_found))
         })
@@ -96,7 +119,7 @@ impl Application {
         Ok(Self {
             port,
             server,
-            pruner,
+            background,
         })
     }
 
@@ -109,10 +132,13 @@ impl Application {
     }
 
     /// Serves until stopped. Every acknowledged event was committed durably when it arrived, so
-    /// there is nothing left to flush; the store file is closed when the state is dropped.
+    /// there is nothing left to flush; the store is closed when the state is dropped.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        self.pruner.abort();
+        let Self {
+            server, background, ..
+        } = self;
+        let result = server.await;
+        drop(background);
         result.map_err(Into::into)
     }
 }

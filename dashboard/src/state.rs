@@ -6,14 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::validate::{CameraId, sniff_format};
-use common::wire::{IngestReply, decode_event_frame};
+use common::wire::{CountEvent, IngestReply, decode_event_frame};
 use image::ImageFormat;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::history::{CameraView, HistogramView, History, Summary, Totals, Window};
 use crate::metrics::DashboardMetrics;
-use crate::store::{EventStore, Inserted, StoreError};
+use crate::store::{Inserted, Snapshot, Store, StoreError};
 
 /// Windows shown by default: 30 minutes.
 pub const DEFAULT_HISTOGRAM_WINDOWS: usize = 60;
@@ -46,17 +46,17 @@ pub enum LiveMessage {
 }
 
 pub struct DashboardState {
-    store: Arc<EventStore>,
+    store: Store,
     history: Mutex<History>,
     live: broadcast::Sender<Arc<str>>,
     pub metrics: DashboardMetrics,
 }
 
 impl DashboardState {
-    pub fn new(store: EventStore, history: History, metrics: DashboardMetrics) -> Self {
+    pub fn new(store: Store, history: History, metrics: DashboardMetrics) -> Self {
         let (live, _) = broadcast::channel(LIVE_BACKLOG);
         Self {
-            store: Arc::new(store),
+            store,
             history: Mutex::new(history),
             live,
             metrics,
@@ -81,8 +81,14 @@ impl DashboardState {
         self.history().histogram(now_ms(), windows)
     }
 
-    pub fn photo(&self, camera: &str) -> Option<(Bytes, String)> {
-        self.history().photo(camera)
+    /// The newest annotated photo of `camera` and the id of its event, from the store.
+    pub async fn photo(&self, camera: &str) -> Result<Option<(Bytes, String)>, StoreError> {
+        self.store.latest_photo(camera).await
+    }
+
+    /// `Ok` when the store takes writes (for `/readyz`).
+    pub async fn check_store(&self) -> Result<(), StoreError> {
+        self.store.check().await
     }
 
     pub fn snapshot_message(&self) -> LiveMessage {
@@ -99,7 +105,7 @@ impl DashboardState {
     }
 
     /// Handles one event frame from image-predict: validate, store durably (once), update the
-    /// view, tell the browsers. `Ok` holds the reply to send; `Err` means the store failed and
+    /// view and tell the browsers (with the shared store, every replica's follower does that). `Ok` holds the reply to send; `Err` means the store failed and
     /// the event must not be acknowledged (image-predict will resend it).
     pub async fn ingest(&self, frame: Bytes) -> Result<IngestReply, StoreError> {
         let (event, thumbnail) = match decode_event_frame(&frame) {
@@ -129,33 +135,46 @@ impl DashboardState {
             });
         }
 
-        let store = Arc::clone(&self.store);
         let timer = self.metrics.store_write_seconds.start_timer();
-        let (event, thumbnail, inserted) = tokio::task::spawn_blocking(move || {
-            let inserted = store.insert(&event, &thumbnail);
-            (event, thumbnail, inserted)
-        })
-        .await
-        .expect("the store write does not panic");
+        let inserted = self.store.insert(&event, &thumbnail).await;
         timer.observe_duration();
         match inserted? {
             Inserted::Duplicate => self.metrics.events_duplicate.inc(),
             Inserted::New => {
                 self.metrics.events_stored.inc();
-                let message = {
-                    let mut history = self.history();
-                    let camera = history.apply(&event, thumbnail);
-                    let now = now_ms();
-                    LiveMessage::Count {
-                        camera,
-                        totals: history.totals(now),
-                        window: history.window(event.timestamp_ms),
-                    }
-                };
-                self.broadcast(&message);
+                // With a shared store every replica, this one included, learns of new events by
+                // following the store's log (`follower`), so all of them apply the same events
+                // once each; the embedded store has no log and this is the only replica.
+                if self.store.shared().is_none() {
+                    self.apply(&event, None);
+                }
             }
         }
         Ok(IngestReply::Ack { id: event.id })
+    }
+
+    /// Adds a stored event to the view and tells the browsers. `store_totals` (people, photos):
+    /// the shared store's totals right after this event, which replace the view's own sums.
+    pub fn apply(&self, event: &CountEvent, store_totals: Option<(u64, u64)>) {
+        let message = {
+            let mut history = self.history();
+            let camera = history.apply(event);
+            if let Some((people, photos)) = store_totals {
+                history.adopt_totals(people, photos);
+            }
+            LiveMessage::Count {
+                camera,
+                totals: history.totals(now_ms()),
+                window: history.window(event.timestamp_ms),
+            }
+        };
+        self.broadcast(&message);
+    }
+
+    /// Rebuilds the view from a fresh snapshot and sends it to every browser.
+    pub fn replace_view(&self, snapshot: Snapshot) {
+        *self.history() = History::from_snapshot(snapshot);
+        self.broadcast(&self.snapshot_message());
     }
 
     pub fn broadcast(&self, message: &LiveMessage) {
@@ -168,10 +187,7 @@ impl DashboardState {
 
     /// Drops history older than `before_ms` from the store and the view.
     pub async fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let store = Arc::clone(&self.store);
-        let removed = tokio::task::spawn_blocking(move || store.prune(before_ms))
-            .await
-            .expect("pruning does not panic")?;
+        let removed = self.store.prune(before_ms).await?;
         self.history().prune(before_ms, now_ms());
         Ok(removed)
     }

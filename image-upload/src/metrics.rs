@@ -1,7 +1,9 @@
 //! image-upload's Prometheus metrics, registered in the service's own registry.
 
 use common::http::register;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry, exponential_buckets};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, exponential_buckets,
+};
 
 #[derive(Clone)]
 pub struct UploadMetrics {
@@ -10,6 +12,8 @@ pub struct UploadMetrics {
     /// Requests answered with an error before or instead of a count, by error code.
     pub refused: IntCounterVec,
     pub predict_seconds: Histogram,
+    /// Photos sent to image-predict a second time, after a 503 or a refused connection.
+    pub predict_retries: IntCounter,
 }
 
 impl UploadMetrics {
@@ -44,6 +48,14 @@ impl UploadMetrics {
                         .buckets(exponential_buckets(0.01, 2.0, 12).expect("valid buckets")),
                 )
                 .expect("valid histogram"),
+            ),
+            predict_retries: register(
+                registry,
+                IntCounter::new(
+                    "upload_predict_retries_total",
+                    "Photos sent to image-predict again after a 503 or a refused connection.",
+                )
+                .expect("valid counter"),
             ),
         }
     }

@@ -24,16 +24,17 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("binding image-upload to {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let registry = Registry::new();
+        let upload_metrics = web::Data::new(UploadMetrics::register(&registry));
         let predict = web::Data::new(PredictClient::new(
             &config.predict_url,
             config.predict_timeout(),
+            upload_metrics.predict_retries.clone(),
         )?);
         let limits = web::Data::new(Limits {
             max_body_bytes: config.upload_max_body_bytes,
             max_pixels: config.upload_max_pixels,
         });
-        let registry = Registry::new();
-        let upload_metrics = web::Data::new(UploadMetrics::register(&registry));
         let registry = web::Data::new(registry);
         let server = HttpServer::new(move || {
             App::new()

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod redis_server;
+pub mod service_proxy;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,6 +69,27 @@ pub fn temp_data_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A port free now (the OS may hand it out again later: used for servers started by the test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A dashboard replica on the shared store at `redis_url`, keys under `prefix`.
+pub fn shared_dashboard_config(redis_url: &str, prefix: &str, port: u16) -> DashboardConfig {
+    parse(&[
+        "--dashboard-addr",
+        &format!("127.0.0.1:{port}"),
+        "--store",
+        redis_url,
+        "--redis-prefix",
+        prefix,
+    ])
 }
 
 pub fn dashboard_config(data_dir: &Path, port: u16) -> DashboardConfig {

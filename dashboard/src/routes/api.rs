@@ -44,6 +44,19 @@ pub async fn counters(state: web::Data<DashboardState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "counter": state.totals().last_30s }))
 }
 
+/// `GET /readyz`: ready when the store takes writes (always, with the embedded store). A replica
+/// that cannot reach Redis leaves the Service, so image-predict reconnects to another.
+pub async fn readyz(state: web::Data<DashboardState>) -> HttpResponse {
+    match state.check_store().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(error) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            error.to_string(),
+        ),
+    }
+}
+
 /// `GET /api/v1/cameras/{camera}/photo`: the camera's latest annotated JPEG.
 pub async fn photo(
     req: HttpRequest,
@@ -56,12 +69,23 @@ pub async fn photo(
             return json_error(StatusCode::BAD_REQUEST, "invalid_camera_id", e.to_string());
         }
     };
-    let Some((jpeg, event_id)) = state.photo(camera.as_str()) else {
-        return json_error(
-            StatusCode::NOT_FOUND,
-            "unknown_camera",
-            format!("no photo from camera {camera} yet"),
-        );
+    let (jpeg, event_id) = match state.photo(camera.as_str()).await {
+        Ok(Some(photo)) => photo,
+        Ok(None) => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "unknown_camera",
+                format!("no photo from camera {camera} yet"),
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "reading a photo from the store failed");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                error.to_string(),
+            );
+        }
     };
     let etag = format!("\"{event_id}\"");
     let unchanged = req

@@ -1,4 +1,5 @@
-//! The dashboard's history on disk, in one file (`dashboard.redb` under the data dir).
+//! The embedded store: the history on disk, in one file (`dashboard.redb` under the data dir),
+//! for a dashboard that runs alone.
 //!
 //! Crate: `redb`, an embedded key-value store in pure Rust: ACID transactions with a durable
 //! commit (the event is on disk before the dashboard acknowledges it to image-predict), one file,
@@ -14,20 +15,14 @@ use bytes::Bytes;
 use common::wire::{CountEvent, decode_event_frame, encode_event_frame};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::{Inserted, Snapshot, StoreError};
+
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 const TIMELINE: TableDefinition<(i64, &str), u64> = TableDefinition::new("timeline");
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
 const PEOPLE: &str = "people";
 const PHOTOS: &str = "photos";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("dashboard store: {0}")]
-    Redb(#[from] redb::Error),
-    #[error("dashboard store holds an unreadable record: {0}")]
-    Corrupt(String),
-}
 
 /// redb has one error type per operation; all convert into `redb::Error`.
 trait OrStoreError<T> {
@@ -40,29 +35,11 @@ impl<T, E: Into<redb::Error>> OrStoreError<T> for Result<T, E> {
     }
 }
 
-/// Whether an insert stored a new event or found its id already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    New,
-    Duplicate,
-}
-
-/// Everything needed to rebuild the in-memory view at start.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub people_total: u64,
-    pub photos_total: u64,
-    /// Newest event per camera with its thumbnail.
-    pub latest: Vec<(CountEvent, Bytes)>,
-    /// (timestamp ms, people) of every event kept, oldest first.
-    pub timeline: Vec<(i64, u64)>,
-}
-
-pub struct EventStore {
+pub struct EmbeddedStore {
     db: Database,
 }
 
-impl EventStore {
+impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
@@ -137,9 +114,9 @@ impl EventStore {
         for entry in txn.open_table(LATEST).db()?.iter().db()? {
             let (_, frame) = entry.db()?;
             let frame = Bytes::copy_from_slice(frame.value());
-            let (event, jpeg) =
+            let (event, _jpeg) =
                 decode_event_frame(&frame).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            snapshot.latest.push((event, jpeg));
+            snapshot.latest.push(event);
         }
         let timeline = txn.open_table(TIMELINE).db()?;
         for entry in timeline.range((since_ms, "")..).db()? {
@@ -147,6 +124,19 @@ impl EventStore {
             snapshot.timeline.push((key.value().0, people.value()));
         }
         Ok(snapshot)
+    }
+
+    /// The newest annotated photo of `camera` and the id of its event.
+    pub fn latest_photo(&self, camera: &str) -> Result<Option<(Bytes, String)>, StoreError> {
+        let txn = self.db.begin_read().db()?;
+        let latest = txn.open_table(LATEST).db()?;
+        let Some(stored) = latest.get(camera).db()? else {
+            return Ok(None);
+        };
+        let frame = Bytes::copy_from_slice(stored.value());
+        let (event, jpeg) =
+            decode_event_frame(&frame).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((jpeg, event.id)))
     }
 
     /// Deletes events older than `before_ms` from the timeline and the id index. Totals and the
@@ -209,7 +199,7 @@ mod tests {
     fn events_survive_reopening_and_duplicates_count_once() {
         let dir = temp_dir("reopen");
         {
-            let store = EventStore::open(&dir).unwrap();
+            let store = EmbeddedStore::open(&dir).unwrap();
             assert_eq!(
                 store
                     .insert(&event("a", "cam1", 5, 1_000), b"jpeg-a")
@@ -229,21 +219,22 @@ mod tests {
                 Inserted::Duplicate
             );
         }
-        let store = EventStore::open(&dir).unwrap();
+        let store = EmbeddedStore::open(&dir).unwrap();
         let snapshot = store.snapshot(0).unwrap();
         assert_eq!(snapshot.people_total, 12);
         assert_eq!(snapshot.photos_total, 2);
         assert_eq!(snapshot.timeline, vec![(1_000, 5), (2_000, 7)]);
         assert_eq!(snapshot.latest.len(), 1);
-        assert_eq!(snapshot.latest[0].0.id, "b");
-        assert_eq!(&snapshot.latest[0].1[..], b"jpeg-b");
+        assert_eq!(snapshot.latest[0].id, "b");
+        let (jpeg, id) = store.latest_photo("cam1").unwrap().unwrap();
+        assert_eq!((&jpeg[..], id.as_str()), (&b"jpeg-b"[..], "b"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_late_older_event_does_not_replace_the_latest_photo() {
         let dir = temp_dir("late");
-        let store = EventStore::open(&dir).unwrap();
+        let store = EmbeddedStore::open(&dir).unwrap();
         store
             .insert(&event("new", "cam", 3, 5_000), b"new")
             .unwrap();
@@ -251,7 +242,8 @@ mod tests {
             .insert(&event("old", "cam", 9, 4_000), b"old")
             .unwrap();
         let snapshot = store.snapshot(0).unwrap();
-        assert_eq!(snapshot.latest[0].0.id, "new");
+        assert_eq!(snapshot.latest[0].id, "new");
+        assert_eq!(store.latest_photo("cam").unwrap().unwrap().1, "new");
         assert_eq!(snapshot.people_total, 12);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -259,7 +251,7 @@ mod tests {
     #[test]
     fn pruning_drops_old_events_but_keeps_totals() {
         let dir = temp_dir("prune");
-        let store = EventStore::open(&dir).unwrap();
+        let store = EmbeddedStore::open(&dir).unwrap();
         store.insert(&event("a", "cam", 1, 1_000), b"a").unwrap();
         store.insert(&event("b", "cam", 2, 3_000), b"b").unwrap();
         assert_eq!(store.prune(2_000).unwrap(), 1);
