@@ -11,4 +11,13 @@ if [ ! -f "$evalset/truth.csv" ]; then
   exit 1
 fi
 
+# The browser test (crowd/tests/browser.rs) drives Debian's headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "tools/test.sh: installing chromium and chromium-driver for the browser test" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y chromium chromium-driver
+fi
+
 cargo test --workspace --locked "$@"

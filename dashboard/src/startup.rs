@@ -1,6 +1,7 @@
 //! Building and running the dashboard HTTP service.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -23,6 +24,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pruner: tokio::task::JoinHandle<()>,
+    state: web::Data<DashboardState>,
 }
 
 impl Application {
@@ -70,11 +72,12 @@ impl Application {
             })
         };
 
+        let server_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
                 .configure(json_extractor_errors)
-                .app_data(state.clone())
+                .app_data(server_state.clone())
                 .app_data(registry.clone())
                 .route("/", web::get().to(page::index))
                 .route("/static/{name}", web::get().to(page::asset))
@@ -97,6 +100,7 @@ impl Application {
             port,
             server,
             pruner,
+            state,
         })
     }
 
@@ -113,6 +117,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = self.server.await;
         self.pruner.abort();
+        let _ = self.pruner.await;
+        // The connections' tasks (browsers, image-predict) end with the worker threads, a moment
+        // after the server itself; wait for their handles on the state, so that the store file
+        // is closed when this returns and a new dashboard can open it at once.
+        let state = self.state.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(SHUTDOWN_GRACE_SECS);
+        while Arc::strong_count(&state) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         result.map_err(Into::into)
     }
 }
