@@ -25,7 +25,9 @@ function setStatus(kind, text) {
 }
 
 function markUpdated() {
-  $("last-update").textContent = new Date().toLocaleTimeString();
+  const now = new Date();
+  $("last-update").dateTime = now.toISOString();
+  $("last-update").textContent = now.toLocaleTimeString();
 }
 
 function applyTotals(totals) {
@@ -35,7 +37,9 @@ function applyTotals(totals) {
   $("people-now").textContent = totals.people_now.toLocaleString();
   $("last-30s").textContent = totals.last_30s.toLocaleString();
   $("photos-total").textContent = totals.photos_total.toLocaleString();
-  $("camera-count").textContent = totals.cameras.toLocaleString();
+  // In a snapshot the totals come flattened into the summary, whose `cameras` is the list.
+  const cameras = Array.isArray(totals.cameras) ? totals.cameras.length : totals.cameras;
+  $("camera-count").textContent = cameras.toLocaleString();
 }
 
 function applyCamera(view) {
@@ -100,18 +104,17 @@ function renderCamera(view) {
     const count = el("span", "count");
     count.append(el("span", "n"), el("small", null, " people"));
     head.append(count);
-    const img = el("img");
-    img.loading = "lazy";
+    const img = el("img", "thumbnail");
     img.addEventListener("click", () => openPhoto(card.dataset.camera, img.src));
     const meta = el("div", "meta");
-    meta.append(el("time", "taken"), el("span", null, " · "), el("span", "age"));
+    meta.append(el("span", "age"), el("span", null, " · "), el("time", "taken"));
     card.append(head, img, meta);
     // Keep the grid sorted by camera id.
     const next = [...$("cameras").children].find((c) => c.dataset.camera > view.camera);
     $("cameras").insertBefore(card, next ?? null);
   }
   card.querySelector(".n").textContent = view.count.toLocaleString();
-  const img = card.querySelector("img");
+  const img = card.querySelector("img.thumbnail");
   img.alt = `Latest photo from camera ${view.camera}, ${view.count} people marked`;
   if (img.getAttribute("src") !== view.photo_url) img.src = view.photo_url;
   const taken = card.querySelector(".taken");
@@ -133,8 +136,9 @@ function refreshAges() {
   const now = serverNow();
   for (const card of $("cameras").children) {
     const age = now - Number(card.dataset.timestamp);
-    card.querySelector(".age").textContent = formatAge(age);
-    card.classList.toggle("stale", age > STALE_AFTER_MS);
+    const stale = age > STALE_AFTER_MS;
+    card.querySelector(".age").textContent = stale ? `stale: ${formatAge(age)}` : formatAge(age);
+    card.classList.toggle("stale", stale);
   }
 }
 
@@ -161,9 +165,19 @@ function niceMax(value) {
   return 10 * magnitude;
 }
 
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+// The windows shown, oldest first, ending with the one holding "now"; the geometry of the last
+// drawing, for the hover tip.
+let shown = { windows: [], left: 0, slot: 1 };
+
 function renderHistogram() {
   const chart = $("histogram");
-  const width = 900, height = 260, left = 48, right = 10, top = 12, bottom = 44;
+  // Drawn in CSS pixels (the viewBox follows the element's size) so that text is never stretched.
+  const width = Math.max(chart.clientWidth, 200), height = Math.max(chart.clientHeight, 120);
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+  const left = 3.6 * rem, right = 2.2 * rem, top = 0.8 * rem, bottom = 2.8 * rem;
+  chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const lastStart = Math.floor(serverNow() / WINDOW_MS) * WINDOW_MS;
   const windows = [];
   for (let i = WINDOWS_SHOWN - 1; i >= 0; i--) {
@@ -173,45 +187,80 @@ function renderHistogram() {
   const max = niceMax(Math.max(...windows.map((w) => w.people)));
   const plotW = width - left - right, plotH = height - top - bottom;
   const slot = plotW / windows.length;
+  shown = { windows, left, slot };
   const nodes = [];
   for (let i = 0; i <= 4; i++) {
     const value = (max * i) / 4, y = top + plotH - (plotH * i) / 4;
     nodes.push(svg("line", { class: "gridline", x1: left, x2: width - right, y1: y, y2: y }));
     nodes.push(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, Math.round(value).toLocaleString()));
   }
+  // Time labels on whole minutes, as far apart as the width allows.
+  const labelEvery = [5, 10, 15, 30].find((m) => (m * 2 * slot) >= 4.5 * rem) ?? 30;
   windows.forEach((w, i) => {
     const h = (plotH * w.people) / max;
     const bar = svg("rect", { class: "bar", x: left + i * slot + 1, y: top + plotH - h,
       width: Math.max(1, slot - 2), height: h });
-    const from = new Date(w.start_ms).toLocaleTimeString();
-    bar.append(svg("title", {}, `${from}: ${w.people} people in ${w.photos} photos`));
+    bar.dataset.start = w.start_ms;
+    bar.dataset.people = w.people;
     nodes.push(bar);
     const t = new Date(w.start_ms);
-    if (t.getSeconds() === 0 && t.getMinutes() % 5 === 0) {
+    if (t.getSeconds() === 0 && t.getMinutes() % labelEvery === 0) {
       const x = left + i * slot;
       nodes.push(svg("line", { class: "axis", x1: x, x2: x, y1: top + plotH, y2: top + plotH + 4 }));
-      nodes.push(svg("text", { x, y: top + plotH + 16, "text-anchor": "middle" },
-        t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+      nodes.push(svg("text", { x, y: top + plotH + 1.1 * rem, "text-anchor": "middle" }, clock(w.start_ms)));
     }
   });
   nodes.push(svg("line", { class: "axis", x1: left, x2: width - right, y1: top + plotH, y2: top + plotH }));
   nodes.push(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: top + plotH }));
-  nodes.push(svg("text", { x: left + plotW / 2, y: height - 6, "text-anchor": "middle" }, "time (30-second windows)"));
-  nodes.push(svg("text", { x: 12, y: top + plotH / 2, "text-anchor": "middle",
-    transform: `rotate(-90 12 ${top + plotH / 2})` }, "people counted"));
+  nodes.push(svg("text", { class: "axis-title", x: left + plotW / 2, y: height - 0.3 * rem, "text-anchor": "middle" },
+    "time (each bar: 30 seconds)"));
+  nodes.push(svg("text", { class: "axis-title", x: 0.9 * rem, y: top + plotH / 2, "text-anchor": "middle",
+    transform: `rotate(-90 ${0.9 * rem} ${top + plotH / 2})` }, "people counted"));
   chart.replaceChildren(...nodes);
+  if (pointer) showTip(pointer); // keep the tip true while the bars move on
+}
+
+// The value on hover: the whole column answers, so empty windows can be read too.
+let pointer = null; // the last pointer position over the chart, while it is there
+
+function showTip(event) {
+  pointer = event;
+  const chart = $("histogram");
+  const box = chart.getBoundingClientRect();
+  const i = Math.floor((event.clientX - box.left - shown.left) / shown.slot);
+  const w = shown.windows[i];
+  if (!w) {
+    $("histogram-tip").hidden = true;
+    return;
+  }
+  const tip = $("histogram-tip");
+  const from = new Date(w.start_ms).toLocaleTimeString();
+  const to = new Date(w.start_ms + WINDOW_MS).toLocaleTimeString();
+  tip.textContent = `${from} – ${to}: ${w.people.toLocaleString()} people in ${w.photos.toLocaleString()} photos`;
+  tip.hidden = false;
+  const x = Math.min(Math.max(event.clientX - box.left, tip.offsetWidth / 2), box.width - tip.offsetWidth / 2);
+  tip.style.left = `${x}px`;
+  for (const bar of chart.querySelectorAll(".bar")) bar.classList.toggle("hover", Number(bar.dataset.start) === w.start_ms);
+}
+
+function hideTip() {
+  pointer = null;
+  $("histogram-tip").hidden = true;
+  for (const bar of $("histogram").querySelectorAll(".bar.hover")) bar.classList.remove("hover");
 }
 
 // ---- connection ------------------------------------------------------------------------------
 
-let retryMs = 500;
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 5_000; // a wall screen should come back soon after the dashboard does
+let retryMs = RETRY_MIN_MS;
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws/live`);
   socket.addEventListener("open", () => {
-    retryMs = 500;
-    setStatus("connected", "live");
+    retryMs = RETRY_MIN_MS;
+    setStatus("connected", "connected · live");
   });
   socket.addEventListener("message", (event) => {
     try {
@@ -223,10 +272,15 @@ function connect() {
   socket.addEventListener("close", () => {
     setStatus("reconnecting", "reconnecting…");
     setTimeout(connect, retryMs);
-    retryMs = Math.min(retryMs * 2, 10_000);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
   });
 }
 
+$("histogram").addEventListener("pointermove", showTip);
+$("histogram").addEventListener("pointerleave", hideTip);
+new ResizeObserver(() => renderHistogram()).observe($("histogram"));
 renderHistogram();
-setInterval(() => { renderHistogram(); refreshAges(); }, 5_000);
+// Ages count in seconds; the histogram moves on by one bar every 30 s.
+setInterval(refreshAges, 1_000);
+setInterval(renderHistogram, 5_000);
 connect();

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project. Checks first that what the tests need is there.
+# Runs every test of the project. Installs first what the tests need from Debian when it is
+# missing (redis-server for the shared-store tests, chromium + chromium-driver for the browser test).
 # Usage: tools/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +12,16 @@ if [ ! -f "$evalset/truth.csv" ]; then
   exit 1
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "tools/test.sh: redis-server is missing; the shared-store tests start their own" >&2
-  echo "  (Debian: apt-get install redis-server; .ci/run installs it)" >&2
-  exit 1
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "tools/test.sh: installing ${missing[*]} (Debian packages the tests start)" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo test --workspace --locked "$@"

@@ -1,6 +1,7 @@
 //! Building and running the dashboard HTTP service.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -24,6 +25,7 @@ pub struct Application {
     port: u16,
     server: Server,
     background: BackgroundTasks,
+    state: web::Data<DashboardState>,
 }
 
 /// The pruner and, with the shared store, the log follower. Aborted when the application is
@@ -93,11 +95,12 @@ impl Application {
             })
         });
 
+        let server_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
                 .configure(json_extractor_errors)
-                .app_data(state.clone())
+                .app_data(server_state.clone())
                 .app_data(registry.clone())
                 .route("/", web::get().to(page::index))
                 .route("/static/{name}", web::get().to(page::asset))
@@ -120,6 +123,7 @@ impl Application {
             port,
             server,
             background,
+            state,
         })
     }
 
@@ -135,10 +139,21 @@ impl Application {
     /// there is nothing left to flush; the store is closed when the state is dropped.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
-            server, background, ..
+            server,
+            background,
+            state,
+            ..
         } = self;
         let result = server.await;
         drop(background);
+        // The connections' tasks (browsers, image-predict) end with the worker threads, a moment
+        // after the server itself; wait for their handles on the state, so that the store is
+        // closed when this returns and a new dashboard can open its file at once.
+        let state = state.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(SHUTDOWN_GRACE_SECS);
+        while Arc::strong_count(&state) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         result.map_err(Into::into)
     }
 }
