@@ -11,4 +11,7 @@ if [ ! -f "$evalset/truth.csv" ]; then
   exit 1
 fi
 
+# The Kubernetes manifests and the Dockerfile, checked offline (a minute; see tools/k8s-check/).
+tools/k8s-check/run.sh
+
 cargo test --workspace --locked "$@"
