@@ -24,4 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The Kubernetes manifests and the Dockerfile, checked offline (a minute; see tools/k8s-check/).
+tools/k8s-check/run.sh
+
 cargo test --workspace --locked "$@"

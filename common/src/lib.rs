@@ -5,9 +5,12 @@
 //! - [`http`]: the JSON error body, `/healthz`, `/metrics`.
 //! - [`upload`]: reading a photo out of a multipart form or a raw body, with a byte limit.
 //! - [`telemetry`]: structured logging set-up.
+//! - `testing` (feature `testing`, tests only): a service's binary run as a child process.
 
 pub mod http;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upload;
 pub mod validate;
 pub mod wire;
