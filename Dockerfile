@@ -42,8 +42,9 @@ ENTRYPOINT ["/usr/local/bin/dashboard"]
 # Last, so that a plain `docker build .` builds the image with the models.
 FROM runtime AS image-predict
 COPY --from=build /out/image-predict /usr/local/bin/image-predict
-# Both models with their licences and provenance: CenterNet counts now, CSRNet is to come.
+# Both models with their licences and provenance: the CenterNet detector and the CSRNet density model.
 COPY models/ /opt/crowd/models/
-ENV DETECTOR_MODEL=/opt/crowd/models/centernet/centernet.onnx
+ENV DETECTOR_MODEL=/opt/crowd/models/centernet/centernet.onnx \
+    DENSITY_MODEL=/opt/crowd/models/csrnet/csrnet.onnx
 EXPOSE 8002
 ENTRYPOINT ["/usr/local/bin/image-predict"]

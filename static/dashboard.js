@@ -37,9 +37,7 @@ function applyTotals(totals) {
   $("people-now").textContent = totals.people_now.toLocaleString();
   $("last-30s").textContent = totals.last_30s.toLocaleString();
   $("photos-total").textContent = totals.photos_total.toLocaleString();
-  // In a snapshot the totals come flattened into the summary, whose `cameras` is the list.
-  const cameras = Array.isArray(totals.cameras) ? totals.cameras.length : totals.cameras;
-  $("camera-count").textContent = cameras.toLocaleString();
+  $("camera-count").textContent = totals.camera_count.toLocaleString();
 }
 
 function applyCamera(view) {

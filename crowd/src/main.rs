@@ -63,3 +63,24 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Three services' settings share one command line in `crowd up`: clap's own consistency
+    /// checks (no two arguments with one id or one flag) and a parse of the defaults.
+    #[test]
+    fn every_subcommand_parses() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["crowd", "up"]).expect("`crowd up` needs no flags");
+        let Command::Up(args) = cli.command else {
+            panic!("`crowd up` parsed as another subcommand");
+        };
+        assert_eq!(args.dashboard.listen.port(), 4400);
+        assert_eq!(args.predict.listen.port(), 8002);
+        assert_eq!(args.upload.listen.port(), 8003);
+        assert!(Cli::try_parse_from(["crowd", "eval", "photos", "--json"]).is_ok());
+    }
+}

@@ -9,10 +9,11 @@ use std::process::Command;
 use crowd::eval::EvalReport;
 use support::{evalset_dir, repo_root};
 
-/// Measured 2.73 people on the street scenes (docs/calibration.md); margin for platform noise.
+/// Measured: 2.67 people on the street scenes (docs/calibration.md). One more miscounted person
+/// on each of eight photos would pass; a worse threshold or tiling (3.4 and up) would not.
 const SPARSE_MAE_BOUND: f64 = 3.2;
-/// Measured on the two dense crowds (docs/calibration.md), plus a margin.
-const DENSE_RELATIVE_ERROR_BOUND: f64 = 0.15;
+/// Measured: 6.3% on the two dense crowds (docs/calibration.md); 512 px input gave 9.6%.
+const DENSE_RELATIVE_ERROR_BOUND: f64 = 0.12;
 
 fn crowd_eval(extra: &[&str]) -> std::process::Output {
     let root = repo_root();
@@ -43,7 +44,10 @@ fn eval_on_the_dev_set_counts_within_the_measured_error() {
 
     let sparse = report.sparse.expect("the dev set has street scenes");
     assert_eq!(sparse.photos, 15);
-    assert_eq!(sparse.by_detector, 15, "street scenes are counted by the detector");
+    assert_eq!(
+        sparse.by_detector, 15,
+        "street scenes are counted by the detector"
+    );
     assert!(
         sparse.mae <= SPARSE_MAE_BOUND,
         "street-scene mean absolute error {:.2} above {SPARSE_MAE_BOUND}",
@@ -52,7 +56,10 @@ fn eval_on_the_dev_set_counts_within_the_measured_error() {
 
     let dense = report.dense.expect("the dev set has dense crowds");
     assert_eq!(dense.photos, 2);
-    assert_eq!(dense.by_density, 2, "dense crowds are counted by the density model");
+    assert_eq!(
+        dense.by_density, 2,
+        "dense crowds are counted by the density model"
+    );
     assert!(
         dense.mean_relative_error <= DENSE_RELATIVE_ERROR_BOUND,
         "dense-crowd mean relative error {:.3} above {DENSE_RELATIVE_ERROR_BOUND}",

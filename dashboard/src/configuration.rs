@@ -12,6 +12,7 @@ use crate::store::shared::SharedStoreSettings;
 pub struct DashboardConfig {
     /// Address the page, the REST API and both WebSockets listen on.
     #[arg(
+        id = "dashboard_addr",
         long = "dashboard-addr",
         env = "DASHBOARD_ADDR",
         default_value = "0.0.0.0:4400"

@@ -46,7 +46,8 @@ pub struct Totals {
     pub people_now: u64,
     /// People counted in photos taken in the last 30 seconds (the original `/counters`).
     pub last_30s: u64,
-    pub cameras: usize,
+    /// Cameras seen (not `cameras`: a summary flattens these totals beside its camera list).
+    pub camera_count: usize,
     pub server_time_ms: i64,
 }
 
@@ -152,7 +153,7 @@ impl History {
                 .map(|event| u64::from(event.count))
                 .sum(),
             last_30s: self.last_30s(now_ms),
-            cameras: self.cameras.len(),
+            camera_count: self.cameras.len(),
             server_time_ms: now_ms,
         }
     }
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(totals.counted_total, 12, "all photos");
         assert_eq!(totals.people_now, 7, "latest per camera: 3 + 4");
         assert_eq!(totals.photos_total, 3);
-        assert_eq!(totals.cameras, 2);
+        assert_eq!(totals.camera_count, 2);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::model::{AdaptiveCounter, CountingMode, DenseSceneRule};
 pub struct PredictConfig {
     /// Address the HTTP API listens on.
     #[arg(
+        id = "predict_addr",
         long = "predict-addr",
         env = "PREDICT_ADDR",
         default_value = "0.0.0.0:8002"
@@ -56,9 +57,7 @@ pub struct PredictConfig {
 
 impl PredictConfig {
     pub fn worker_count(&self) -> usize {
-        self.inference_workers
-            .unwrap_or_else(cores)
-            .max(1)
+        self.inference_workers.unwrap_or_else(cores).max(1)
     }
 }
 

@@ -92,7 +92,9 @@ pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
     let scale = max_side as f32 / long as f32;
     let w = ((width as f32 * scale).round() as u32).max(1);
     let h = ((height as f32 * scale).round() as u32).max(1);
-    imageops::resize(photo, w, h, FilterType::Triangle)
+    // `thumbnail` averages the source pixels each output pixel covers, in integer arithmetic:
+    // as smooth as a triangle filter when shrinking, at a fraction of its cost.
+    imageops::thumbnail(photo, w, h)
 }
 
 /// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined.

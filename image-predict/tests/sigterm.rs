@@ -54,14 +54,16 @@ async fn sigterm_answers_accepted_photos_and_flushes_their_events() {
     tokio::spawn(dashboard.run_until_stopped());
 
     let ingest = format!("ws://127.0.0.1:{dashboard_port}/ws/ingest");
-    let model = repo_root().join("models/centernet/centernet.onnx");
+    let detector = repo_root().join("models/centernet/centernet.onnx");
+    let density = repo_root().join("models/csrnet/csrnet.onnx");
     let mut predict = tokio::task::spawn_blocking(move || {
         ServiceProcess::start(
             env!("CARGO_BIN_EXE_image-predict"),
             "PREDICT_ADDR",
             &[
                 ("DASHBOARD_INGEST_URL", ingest.as_str()),
-                ("DETECTOR_MODEL", model.to_str().unwrap()),
+                ("DETECTOR_MODEL", detector.to_str().unwrap()),
+                ("DENSITY_MODEL", density.to_str().unwrap()),
                 // One worker, so that the photos queue behind each other.
                 ("INFERENCE_WORKERS", "1"),
             ],

@@ -8,6 +8,7 @@ use std::time::Duration;
 pub struct UploadConfig {
     /// Address the upload page and API listen on.
     #[arg(
+        id = "upload_addr",
         long = "upload-addr",
         env = "UPLOAD_ADDR",
         default_value = "0.0.0.0:8003"

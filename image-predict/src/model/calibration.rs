@@ -3,8 +3,8 @@
 //! measurement on `../shared/evalset/dev` (15 street scenes with 6-39 people, 2 dense crowds with
 //! 271 and 413), as recorded in `docs/calibration.md`, which gives the commands and the figures.
 
-/// A detection counts as a person from this score on. Swept 0.14-0.30 in steps of 0.01 with
-/// two tiles: 0.18 gave the lowest street-scene error; 0.17 and 0.19 are within 0.6 people of it.
+/// A detection counts as a person from this score on. Swept 0.16-0.22 with tract and two tiles:
+/// 0.18 gave the lowest street-scene error (2.67 people); 0.17 gave 2.80, 0.19 gave 3.47.
 pub const SCORE_THRESHOLD: f32 = 0.18;
 
 /// Person boxes overlapping more than this intersection-over-union are one person.
@@ -28,11 +28,11 @@ pub const TILE_MIN_OVERLAP: u32 = 64;
 pub const CANDIDATE_HEAD_SCORE: f32 = 0.05;
 
 /// With `--counting auto`, a photo with at least this many candidate heads is a dense crowd and
-/// the density model counts it. Measured: street scenes 30-180, dense crowds 369 and 597; 260 is
-/// about the geometric middle of the gap (180 x 1.44 = 260 = 369 / 1.42).
+/// the density model counts it. Measured with tract: street scenes 29-179, dense crowds 400 and
+/// 560; 260 lies near the geometric middle of the gap (179 x 1.45 = 260 = 400 / 1.54).
 pub const DENSE_MIN_CANDIDATE_HEADS: u32 = 260;
 
-/// The density model sees the photo letterboxed into a square of this side. Measured with
-/// onnxruntime on the two dense crowds: 512 px within +7% and +11% of the truth; 576 and 640 px
-/// were no more accurate and cost 1.3x and 1.6x the time.
-pub const DENSITY_INPUT_SIDE: u32 = 512;
+/// The density model sees the photo letterboxed into a square of this side. Measured with tract
+/// on the two dense crowds (docs/calibration.md): 448 px +5.9% and +6.8% of the truth in 2.9 s,
+/// 512 px +8.9% and +10.4% in 3.9 s, 576 px +11.1% and +11.1% in 5.0 s.
+pub const DENSITY_INPUT_SIDE: u32 = 448;
