@@ -1,6 +1,7 @@
 //! The crowd launcher's library: runs the three services in one process, wired together over
 //! real HTTP and WebSocket on loopback, exactly as they talk across a cluster.
 
+pub mod bench;
 pub mod eval;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -25,6 +25,9 @@ enum Command {
     /// Count every photo of DIR/truth.csv through image-predict's counting path and compare with
     /// the truth: one row per photo, then error and time per photo for sparse and dense scenes.
     Eval(crowd::eval::EvalArgs),
+    /// Time a photo's stages for three photo sizes, the models alone beside onnxruntime, and
+    /// photos per second through the whole HTTP path at saturation (run from the repository root).
+    Bench(crowd::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             );
             stack.run_until_stopped().await
         }
+        Command::Bench(args) => crowd::bench::run(&args).await,
         Command::Eval(args) => {
             let report = crowd::eval::run(&args)?;
             if args.json {

@@ -24,6 +24,7 @@ pub struct PhotoCount {
     pub size: ImageSize,
     /// Annotated JPEG for the dashboard; `None` when not asked for.
     pub thumbnail_jpeg: Option<Vec<u8>>,
+    pub thumbnail_ms: f64,
 }
 
 /// Decodes `bytes` and counts the people in it. CPU-bound: call it from a worker thread.
@@ -39,7 +40,9 @@ pub fn count_photo(
     let counted = counter
         .count(&photo)
         .map_err(|e| PredictError::Model(format!("{e:#}")))?;
+    let started = Instant::now();
     let thumbnail_jpeg = with_thumbnail.then(|| annotated_thumbnail(&photo, &counted));
+    let thumbnail_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(PhotoCount {
         counted,
         decode_ms,
@@ -48,6 +51,7 @@ pub fn count_photo(
             height: photo.height(),
         },
         thumbnail_jpeg,
+        thumbnail_ms,
     })
 }
 

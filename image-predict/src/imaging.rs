@@ -262,7 +262,9 @@ mod tests {
             candidate_heads: 0,
             boxes,
             density,
+            preprocess_ms: 0.0,
             inference_ms: 0.0,
+            postprocess_ms: 0.0,
         }
     }
 

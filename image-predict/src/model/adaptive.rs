@@ -84,6 +84,17 @@ impl AdaptiveCounter {
     }
 }
 
+impl AdaptiveCounter {
+    pub fn detector(&self) -> &CenterNet {
+        &self.detector
+    }
+
+    /// The density model, unless the counting mode is detector.
+    pub fn density(&self) -> Option<&CsrNet> {
+        self.density.as_deref()
+    }
+}
+
 impl PeopleCounter for AdaptiveCounter {
     fn name(&self) -> &str {
         &self.name
@@ -104,15 +115,19 @@ impl PeopleCounter for AdaptiveCounter {
             candidate_heads: detections.candidate_heads,
             boxes: detections.boxes,
             density: None,
+            preprocess_ms: detections.preprocess_ms,
             inference_ms: detections.inference_ms,
+            postprocess_ms: detections.postprocess_ms,
         };
         if method == Method::Density {
             let density = self.density.as_ref().expect("checked when built");
-            let (map, ms) = density.density(photo)?;
-            counted.count = map.total().max(0.0).round() as u32;
+            let run = density.density(photo)?;
+            counted.count = run.count.max(0.0).round() as u32;
             counted.model = "csrnet";
-            counted.density = Some(map);
-            counted.inference_ms += ms;
+            counted.density = Some(run.map);
+            counted.preprocess_ms += run.preprocess_ms;
+            counted.inference_ms += run.inference_ms;
+            counted.postprocess_ms += run.postprocess_ms;
         }
         Ok(counted)
     }

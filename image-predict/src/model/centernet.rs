@@ -58,6 +58,10 @@ pub struct Detections {
     pub candidate_heads: u32,
     pub tiles: usize,
     pub inference_ms: f64,
+    /// Scaling the photo and building the tile tensors, milliseconds.
+    pub preprocess_ms: f64,
+    /// Boxes, candidate heads and NMS, milliseconds.
+    pub postprocess_ms: f64,
 }
 
 pub struct CenterNet {
@@ -98,53 +102,66 @@ impl CenterNet {
     }
 
     pub fn detect(&self, photo: &RgbImage) -> anyhow::Result<Detections> {
+        let started = Instant::now();
         let (width, height) = self.working_size(photo.width(), photo.height());
         let scaled = imageops::resize(photo, width, height, FilterType::Triangle);
         let tiles = tiling::cover(width, height, INPUT_SIDE, self.settings.min_overlap);
+        let inputs: Vec<Tensor> = tiles.iter().map(|t| tile_tensor(&scaled, t)).collect();
+        let preprocess_ms = started.elapsed().as_secs_f64() * 1e3;
+
         // The tiles run side by side: one photo's latency is then about one tile's, and the
         // detector's many small convolutions gain more from this than from splitting each
         // matrix product over the cores.
         let started = Instant::now();
-        let per_tile = std::thread::scope(|scope| {
-            let runs: Vec<_> = tiles
-                .iter()
-                .map(|tile| scope.spawn(|| self.detect_tile(&scaled, tile, width, height)))
+        let outputs = std::thread::scope(|scope| {
+            let runs: Vec<_> = inputs
+                .into_iter()
+                .map(|input| scope.spawn(|| self.plan.run(tvec!(input.into()))))
                 .collect();
             runs.into_iter()
                 .map(|run| run.join().expect("a detector tile thread panicked"))
-                .collect::<anyhow::Result<Vec<_>>>()
+                .collect::<TractResult<Vec<_>>>()
         })?;
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        let started = Instant::now();
         let mut boxes = Vec::new();
         let mut candidate_heads = 0;
-        for (tile_boxes, tile_heads) in per_tile {
-            boxes.extend(tile_boxes);
-            candidate_heads += tile_heads;
+        for (tile, outputs) in tiles.iter().zip(&outputs) {
+            let detections = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+            let heatmap = outputs[1].try_as_plain_ram()?.as_slice::<f32>()?;
+            boxes.extend(self.person_boxes(detections, tile, width, height));
+            candidate_heads += self.candidate_heads(heatmap, tile, width, height);
         }
+        let boxes = non_maximum_suppression(boxes, self.settings.nms_iou);
         Ok(Detections {
-            boxes: non_maximum_suppression(boxes, self.settings.nms_iou),
+            boxes,
             candidate_heads,
             tiles: tiles.len(),
             inference_ms,
+            preprocess_ms,
+            postprocess_ms: started.elapsed().as_secs_f64() * 1e3,
         })
     }
 
-    /// One tile through the model: its person boxes and its candidate heads.
-    fn detect_tile(
-        &self,
-        scaled: &RgbImage,
-        tile: &Tile,
-        width: u32,
-        height: u32,
-    ) -> anyhow::Result<(Vec<PersonBox>, u32)> {
-        let input = tile_tensor(scaled, tile);
-        let outputs = self.plan.run(tvec!(input.into()))?;
-        let detections = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
-        let heatmap = outputs[1].try_as_plain_ram()?.as_slice::<f32>()?;
-        Ok((
-            self.person_boxes(detections, tile, width, height),
-            self.candidate_heads(heatmap, tile, width, height),
-        ))
+    /// How many tiles a photo of this size is covered with.
+    pub fn tile_count(&self, width: u32, height: u32) -> usize {
+        let (width, height) = self.working_size(width, height);
+        tiling::cover(width, height, INPUT_SIDE, self.settings.min_overlap).len()
+    }
+
+    /// The model input of the photo's first tile, as `detect` builds it (for benchmarks).
+    pub fn first_tile_input(&self, photo: &RgbImage) -> Tensor {
+        let (width, height) = self.working_size(photo.width(), photo.height());
+        let scaled = imageops::resize(photo, width, height, FilterType::Triangle);
+        let tiles = tiling::cover(width, height, INPUT_SIDE, self.settings.min_overlap);
+        tile_tensor(&scaled, &tiles[0])
+    }
+
+    /// One run of the model on a prepared input, outputs discarded (for benchmarks).
+    pub fn run_input(&self, input: Tensor) -> anyhow::Result<()> {
+        self.plan.run(tvec!(input.into()))?;
+        Ok(())
     }
 
     /// Person boxes of one tile, normalised to the whole (scaled) photo; boxes cut by an inner

@@ -36,6 +36,16 @@ impl DensityMap {
     }
 }
 
+/// One run of the density model on a photo.
+pub struct DensityRun {
+    pub map: DensityMap,
+    /// The map's sum.
+    pub count: f32,
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub postprocess_ms: f64,
+}
+
 pub struct CsrNet {
     plan: Arc<TypedRunnableModel>,
     side: u32,
@@ -59,12 +69,15 @@ impl CsrNet {
         Ok(Self { plan, side })
     }
 
-    /// The density map of the photo, and the time spent in the model, milliseconds.
-    pub fn density(&self, photo: &RgbImage) -> anyhow::Result<(DensityMap, f64)> {
+    /// The density map of the photo, and the time each step took.
+    pub fn density(&self, photo: &RgbImage) -> anyhow::Result<DensityRun> {
+        let started = Instant::now();
         let (input, width, height) = self.letterbox(photo);
+        let preprocess_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let outputs = self.plan.run(tvec!(input.into()))?;
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = Instant::now();
         let map = outputs[0].try_as_plain_ram()?;
         let map = map.as_slice::<f32>()?;
         let full = (self.side / DENSITY_STRIDE) as usize;
@@ -78,14 +91,29 @@ impl CsrNet {
         let values = (0..rows as usize)
             .flat_map(|r| map[r * full..][..columns as usize].iter().copied())
             .collect();
-        Ok((
-            DensityMap {
-                columns,
-                rows,
-                values,
-            },
+        let map = DensityMap {
+            columns,
+            rows,
+            values,
+        };
+        Ok(DensityRun {
+            count: map.total(),
+            map,
+            preprocess_ms,
             inference_ms,
-        ))
+            postprocess_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The model input of the photo, as `density` builds it (for benchmarks).
+    pub fn input(&self, photo: &RgbImage) -> Tensor {
+        self.letterbox(photo).0
+    }
+
+    /// One run of the model on a prepared input, outputs discarded (for benchmarks).
+    pub fn run_input(&self, input: Tensor) -> anyhow::Result<()> {
+        self.plan.run(tvec!(input.into()))?;
+        Ok(())
     }
 
     /// Scales the photo's long side to the input side and pads right and bottom with the mean

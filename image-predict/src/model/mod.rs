@@ -55,8 +55,12 @@ pub struct Counted {
     pub boxes: Vec<PersonBox>,
     /// The density map, when the density model counted.
     pub density: Option<DensityMap>,
+    /// Scaling the photo and building the models' input tensors, milliseconds.
+    pub preprocess_ms: f64,
     /// Time spent in the models themselves (scaling excluded), milliseconds.
     pub inference_ms: f64,
+    /// Reading the models' outputs: boxes, NMS, candidate heads, the density sum, milliseconds.
+    pub postprocess_ms: f64,
 }
 
 /// Counts the people in an upright RGB photo. Implementations are immutable after loading and
