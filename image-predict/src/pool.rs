@@ -3,6 +3,7 @@
 //! is refused at once ([`PoolError::Busy`], answered 503 with `Retry-After`) instead of waiting
 //! without bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,6 +37,10 @@ pub struct InferencePool {
     workers: Mutex<Vec<JoinHandle<()>>>,
     worker_count: usize,
     queue_capacity: usize,
+    /// Jobs accepted and not finished (waiting or running). Admission is decided on this count,
+    /// not on the channel's free slots: a worker that has not yet taken its job off the channel
+    /// would otherwise make a running job look like a waiting one.
+    admitted: Arc<AtomicUsize>,
     gauges: PoolGauges,
 }
 
@@ -43,7 +48,8 @@ impl InferencePool {
     /// Starts `workers` threads sharing a queue that holds at most `queue_capacity` waiting jobs.
     pub fn start(workers: usize, queue_capacity: usize, gauges: PoolGauges) -> Self {
         let workers = workers.max(1);
-        let (sender, receiver) = sync_channel::<Job>(queue_capacity);
+        // Room for every admitted job, so that a send after admission never finds it full.
+        let (sender, receiver) = sync_channel::<Job>(workers + queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let handles = (0..workers)
             .map(|i| {
@@ -60,6 +66,7 @@ impl InferencePool {
             workers: Mutex::new(handles),
             worker_count: workers,
             queue_capacity,
+            admitted: Arc::new(AtomicUsize::new(0)),
             gauges,
         }
     }
@@ -76,28 +83,39 @@ impl InferencePool {
     {
         let (done, result) = oneshot::channel();
         let gauges = self.gauges.clone();
+        let admitted = Arc::clone(&self.admitted);
         let job: Job = Box::new(move || {
             gauges.waiting.dec();
             gauges.running.inc();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             gauges.running.dec();
+            admitted.fetch_sub(1, Ordering::AcqRel);
             let _ = done.send(outcome);
         });
         {
             let sender = self.sender.lock().expect("pool sender lock");
             let sender = sender.as_ref().ok_or(PoolError::Stopped)?;
+            let limit = self.worker_count + self.queue_capacity;
+            if self
+                .admitted
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < limit).then_some(n + 1)
+                })
+                .is_err()
+            {
+                return Err(PoolError::Busy {
+                    workers: self.worker_count,
+                    queued: self.queue_capacity,
+                });
+            }
             self.gauges.waiting.inc();
             match sender.try_send(job) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    // Full cannot happen (the channel holds every admitted job); Disconnected
+                    // means the pool is stopping.
                     self.gauges.waiting.dec();
-                    return Err(PoolError::Busy {
-                        workers: self.worker_count,
-                        queued: self.queue_capacity,
-                    });
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.gauges.waiting.dec();
+                    self.admitted.fetch_sub(1, Ordering::AcqRel);
                     return Err(PoolError::Stopped);
                 }
             }
@@ -196,6 +214,44 @@ mod tests {
         blocking.await.unwrap().unwrap();
         assert_eq!(queued.await.unwrap(), Ok(7));
         assert_eq!(gauges.waiting.get(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admits_exactly_workers_plus_queue_jobs_at_once() {
+        let pool = Arc::new(InferencePool::start(1, 1, gauges()));
+        // Every admitted job holds its worker until the test lets go, so none finishes early.
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let (pool, released) = (Arc::clone(&pool), Arc::clone(&released));
+                tokio::spawn(async move {
+                    pool.run(move || {
+                        while !released.load(Ordering::Acquire) {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        i
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // The refusals answer at once; the two admitted jobs wait for the guard.
+        let refusals = async {
+            while runs.iter().filter(|r| r.is_finished()).count() < 6 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), refusals).await;
+        released.store(true, Ordering::Release);
+        assert!(answered.is_ok(), "more than two jobs were admitted");
+        let mut counted = 0;
+        for run in runs {
+            match run.await.unwrap() {
+                Ok(_) => counted += 1,
+                Err(e) => assert!(matches!(e, PoolError::Busy { .. }), "{e}"),
+            }
+        }
+        assert_eq!(counted, 2, "one running and one waiting job are admitted");
     }
 
     #[tokio::test]
