@@ -14,10 +14,25 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// Every error answer of every service is built here, so this is also where it is logged (the
+/// request logger's own error event is turned off in the workspace's Cargo.toml). Levels by what
+/// an operator should do: a client's mistake (4xx) and a refusal under load (`overloaded`,
+/// `shutting_down`, counted in the metrics) are debug, so an overload does not flood the log;
+/// an unreachable or slow upstream is a warning; anything else is an error.
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    let message = message.into();
+    match (status.as_u16(), code) {
+        (400..=499, _) | (_, "overloaded" | "shutting_down") => {
+            tracing::debug!(status = status.as_u16(), code, %message, "request refused")
+        }
+        (502..=504, _) => {
+            tracing::warn!(status = status.as_u16(), code, %message, "upstream failed")
+        }
+        _ => tracing::error!(status = status.as_u16(), code, %message, "request failed"),
+    }
     HttpResponse::build(status).json(ErrorBody {
         error: code.to_owned(),
-        message: message.into(),
+        message,
     })
 }
 
