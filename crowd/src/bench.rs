@@ -1,6 +1,7 @@
-//! `crowd bench`: what a photo costs, stage by stage, for three photo sizes; the two models alone
-//! in tract beside onnxruntime on the same ONNX files and the same input tensors; and photos per
-//! second through the whole HTTP path (upload → predict → dashboard) at saturation.
+//! `crowd bench`: what a photo costs, stage by stage, for three photo sizes; the models alone in
+//! tract beside onnxruntime on the same ONNX graphs and the same input tensors (the detector both
+//! as the service runs it, cut to its person class, and as published); and photos per second
+//! through the whole HTTP path (upload → predict → dashboard) at saturation.
 //! BENCHMARKS.md records its figures.
 
 use std::io::Cursor;
@@ -18,10 +19,12 @@ use image_predict::PredictConfig;
 use image_predict::configuration::ModelConfig;
 use image_predict::counting::count_photo;
 use image_predict::imaging::decode_upright;
+use image_predict::model::centernet::CenterNet;
 use image_upload::UploadConfig;
+use prost::Message;
 use serde::Deserialize;
 use tract_linalg::multithread::{Executor, set_default_executor};
-use tract_onnx::prelude::Tensor;
+use tract_onnx::prelude::{Tensor, tvec};
 
 use crate::Stack;
 
@@ -52,7 +55,7 @@ pub struct BenchArgs {
     /// Concurrent connections of the HTTP load test.
     #[arg(long, default_value_t = 4)]
     pub http_connections: u32,
-    /// Where the input tensors are written for onnxruntime.
+    /// Where the input tensors and the detector's person-only graph are written for onnxruntime.
     #[arg(long, default_value = "target/bench")]
     pub out_dir: PathBuf,
     #[command(flatten)]
@@ -325,21 +328,41 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(input) = &density_input {
         write_f32(&density_path, input)?;
     }
+    // The service runs CenterNet cut to its person class (image_predict::model::centernet);
+    // onnxruntime runs that same graph, written out here, and the published one beside it.
+    let person_only_path = args.out_dir.join("centernet-person.onnx");
+    std::fs::write(
+        &person_only_path,
+        CenterNet::person_only_proto(&args.model.detector_model)?.encode_to_vec(),
+    )?;
+    let published = CenterNet::published_graph(&args.model.detector_model)?;
     println!("\nmodels alone, milliseconds per run (median):");
     println!(
-        "{:<22} {:>8} {:>10} {:>12} {:>16}",
+        "{:<28} {:>8} {:>10} {:>12} {:>16}",
         "model", "threads", "tract", "onnxruntime", "tract/onnxrt"
     );
     let mut detector_single_ms = None;
     for threads in thread_counts() {
         set_default_executor(executor(threads));
-        let mut rows = vec![(
-            "centernet 1x512x512x3",
-            args.model.detector_model.as_path(),
-            &detector_path,
-            detector_input.shape().to_vec(),
-            time_runs(args.runs, || detector.run_input(detector_input.clone()))?,
-        )];
+        let mut rows = vec![
+            (
+                "centernet person 1x512x512x3",
+                person_only_path.as_path(),
+                &detector_path,
+                detector_input.shape().to_vec(),
+                time_runs(args.runs, || detector.run_input(detector_input.clone()))?,
+            ),
+            (
+                "centernet published",
+                args.model.detector_model.as_path(),
+                &detector_path,
+                detector_input.shape().to_vec(),
+                time_runs(args.runs, || {
+                    published.run(tvec!(detector_input.clone().into()))?;
+                    Ok(())
+                })?,
+            ),
+        ];
         if threads == 1 {
             detector_single_ms = Some(rows[0].4);
         }
@@ -355,12 +378,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         for (name, model_path, input_path, shape, tract_ms) in rows {
             let name = name.replace("SxS", &format!("{}x{}", shape[2], shape[3]));
             if args.no_onnxruntime {
-                println!("{name:<22} {threads:>8} {tract_ms:>10.1}");
+                println!("{name:<28} {threads:>8} {tract_ms:>10.1}");
                 continue;
             }
             let ort_ms = onnxruntime_ms(model_path, input_path, &shape, threads, args.runs)?;
             println!(
-                "{name:<22} {threads:>8} {tract_ms:>10.1} {ort_ms:>12.1} {:>16.2}",
+                "{name:<28} {threads:>8} {tract_ms:>10.1} {ort_ms:>12.1} {:>16.2}",
                 tract_ms / ort_ms
             );
         }

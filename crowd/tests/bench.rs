@@ -7,6 +7,7 @@ mod support;
 use std::process::Command;
 
 use support::{evalset_dir, repo_root};
+use tract_onnx::prelude::Framework;
 
 #[test]
 fn bench_prints_every_stage_and_model() {
@@ -34,11 +35,24 @@ fn bench_prints_every_stage_and_model() {
         "1024x768",
         "1920x1080",
         "4000x3000 (12 MP)",
-        "centernet 1x512x512x3",
+        "centernet person 1x512x512x3",
+        "centernet published",
         "csrnet 1x3x448x448",
     ] {
         assert!(stdout.contains(row), "no row {row:?} in:\n{stdout}");
     }
+    // onnxruntime is given the graph the service runs: the detector cut to its person outputs.
+    let person_only = tract_onnx::onnx()
+        .proto_model_for_path(out_dir.join("centernet-person.onnx"))
+        .expect("the person-only detector graph is written as ONNX");
+    let outputs: Vec<_> = person_only
+        .graph
+        .expect("a graph")
+        .output
+        .into_iter()
+        .map(|output| output.name)
+        .collect();
+    assert_eq!(outputs, ["tower_0/keypoints", "tower_0/wh"]);
     // The tensors onnxruntime is given are exactly tract's inputs: 4 bytes per value.
     let detector_input = std::fs::metadata(out_dir.join("centernet-input.f32")).unwrap();
     assert_eq!(detector_input.len(), 512 * 512 * 3 * 4);

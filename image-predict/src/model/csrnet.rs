@@ -12,8 +12,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use image::RgbImage;
-use image::imageops::{self, FilterType};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::knobs::KnobScope;
+
+use crate::imaging::resize_rgb;
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -54,19 +56,32 @@ pub struct CsrNet {
 impl CsrNet {
     /// Loads the ONNX file once, fixed to a `side` x `side` input, optimised and planned.
     pub fn load(path: &Path, side: u32) -> anyhow::Result<Self> {
+        let (graph, _) = Self::optimised_graph(path, side)?;
+        let plan = graph.into_runnable()?;
+        Ok(Self { plan, side })
+    }
+
+    /// The graph as the service runs it, before planning, and its input shape (for profiling).
+    pub fn optimised_graph(path: &Path, side: u32) -> anyhow::Result<(TypedModel, Vec<usize>)> {
         anyhow::ensure!(
             side >= DENSITY_STRIDE && side.is_multiple_of(DENSITY_STRIDE),
             "the density input side must be a multiple of {DENSITY_STRIDE}, not {side}"
         );
-        let s = side as usize;
-        let plan = tract_onnx::onnx()
+        let shape = vec![1, 3, side as usize, side as usize];
+        let model = tract_onnx::onnx()
             .model_for_path(path)
             .with_context(|| format!("reading the ONNX model {}", path.display()))?
-            .with_input_fact(0, f32::fact([1, 3, s, s]).into())?
-            .into_optimized()
-            .context("optimising the CSRNet graph")?
-            .into_runnable()?;
-        Ok(Self { plan, side })
+            .with_input_fact(0, f32::fact(&shape).into())?;
+        // tract runs the two widest convolutions (64 channels at the input's full and half
+        // resolution, 30 % of the model's time) with its "direct spatial" kernel, which was
+        // less than half as fast here as its im2col and matrix product: 905 against about
+        // 400 ms on one thread (`examples/op_profile.rs csrnet`). The knob is read while the
+        // graph is optimised, so it is scoped to this model.
+        let knobs = KnobScope::new([("TRACT_DISABLE_DIRECT_SPATIAL", "true")])?;
+        let graph = knobs
+            .enter(|| model.into_optimized())
+            .context("optimising the CSRNet graph")?;
+        Ok((graph, shape))
     }
 
     /// The density map of the photo, and the time each step took.
@@ -123,7 +138,7 @@ impl CsrNet {
         let scale = side as f32 / photo.width().max(photo.height()) as f32;
         let width = ((photo.width() as f32 * scale).round() as u32).clamp(1, side);
         let height = ((photo.height() as f32 * scale).round() as u32).clamp(1, side);
-        let resized = imageops::resize(photo, width, height, FilterType::Triangle);
+        let resized = resize_rgb(photo, width, height);
         let plane = (side * side) as usize;
         let mut data = vec![0f32; 3 * plane];
         for (x, y, pixel) in resized.enumerate_pixels() {
