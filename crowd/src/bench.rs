@@ -328,12 +328,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(input) = &density_input {
         write_f32(&density_path, input)?;
     }
-    // The service runs CenterNet cut to its person class (image_predict::model::centernet);
-    // onnxruntime runs that same graph, written out here, and the published one beside it.
+    // The service runs CenterNet cut to its person class, with its upsamplings rewritten
+    // (image_predict::model::centernet); onnxruntime runs that same graph, written out here,
+    // and the published one beside it.
     let person_only_path = args.out_dir.join("centernet-person.onnx");
     std::fs::write(
         &person_only_path,
-        CenterNet::person_only_proto(&args.model.detector_model)?.encode_to_vec(),
+        CenterNet::service_proto(&args.model.detector_model)?.encode_to_vec(),
     )?;
     let published = CenterNet::published_graph(&args.model.detector_model)?;
     println!("\nmodels alone, milliseconds per run (median):");

@@ -30,6 +30,7 @@ use tract_onnx::prelude::*;
 use crate::imaging::resize_rgb;
 
 use super::non_maximum_suppression;
+use super::rewrites;
 use super::tiling::{self, Tile};
 
 /// The side of the square input the model was exported for.
@@ -99,7 +100,7 @@ impl CenterNet {
     pub fn optimised_graph(path: &Path) -> anyhow::Result<(TypedModel, Vec<usize>)> {
         let shape = vec![1, INPUT_SIDE as usize, INPUT_SIDE as usize, 3];
         let graph = tract_onnx::onnx()
-            .model_for_proto_model(&Self::person_only_proto(path)?)?
+            .model_for_proto_model(&Self::service_proto(path)?)?
             .with_input_fact(0, f32::fact(&shape).into())?
             .into_optimized()
             .context("optimising the CenterNet graph")?;
@@ -119,18 +120,27 @@ impl CenterNet {
         model.into_optimized()?.into_runnable()
     }
 
-    /// The ONNX file, cut to what we read (see [`person_only`]); also written out by `crowd
-    /// bench` so that onnxruntime is timed on the same graph.
-    pub fn person_only_proto(path: &Path) -> anyhow::Result<ModelProto> {
+    /// The ONNX file as the service runs it: cut to what we read (see [`person_only`]), and
+    /// its three 2x upsamplings rewritten into operators tract runs fast (see [`rewrites`]).
+    /// Also written out by `crowd bench` so that onnxruntime is timed on the same graph.
+    pub fn service_proto(path: &Path) -> anyhow::Result<ModelProto> {
         let mut proto = tract_onnx::onnx()
             .proto_model_for_path(path)
             .with_context(|| format!("reading the ONNX model {}", path.display()))?;
-        person_only(&mut proto).with_context(|| {
+        let unknown = || {
             format!(
                 "{} is not the CenterNet graph this service knows",
                 path.display()
             )
-        })?;
+        };
+        person_only(&mut proto).with_context(unknown)?;
+        let graph = proto.graph.as_mut().context("the model holds no graph")?;
+        let upsamplings = rewrites::rewrite_linear_upsampling(graph).with_context(unknown)?;
+        anyhow::ensure!(
+            upsamplings == 3,
+            "{}: {upsamplings} upsamplings, not 3",
+            unknown()
+        );
         Ok(proto)
     }
 

@@ -12,6 +12,7 @@ pub mod calibration;
 pub mod centernet;
 pub mod csrnet;
 mod nms;
+pub mod rewrites;
 pub mod tiling;
 
 use common::wire::PersonBox;
