@@ -24,7 +24,7 @@ use anyhow::Context;
 use common::wire::PersonBox;
 use image::RgbImage;
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
-use tract_onnx::pb::{ModelProto, TensorProto, ValueInfoProto, tensor_proto};
+use tract_onnx::pb::{ModelProto, ValueInfoProto};
 use tract_onnx::prelude::*;
 
 use crate::imaging::resize_rgb;
@@ -237,13 +237,7 @@ impl CenterNet {
     pub fn tile_boxes(&self, input: Tensor) -> anyhow::Result<Vec<TileBox>> {
         let outputs = self.plan.run(tvec!(input.into()))?;
         let outputs = TileOutputs::new(&outputs)?;
-        Ok(outputs
-            .peaks(self.settings.score_threshold)
-            .map(|peak| {
-                let (x1, y1, x2, y2) = outputs.peak_box(&peak);
-                (x1, y1, x2, y2, peak.score)
-            })
-            .collect())
+        Ok(outputs.boxes(self.settings.score_threshold).collect())
     }
 
     /// Person boxes of one tile, normalised to the whole (scaled) photo; boxes cut by an inner
@@ -257,12 +251,11 @@ impl CenterNet {
     ) -> Vec<PersonBox> {
         let (w, h) = (width as f32, height as f32);
         outputs
-            .peaks(self.settings.score_threshold)
-            .map(|peak| (outputs.peak_box(&peak), peak.score))
-            .filter(|(edges, _)| {
-                !tile.box_touches_inner_edge(*edges, INPUT_SIDE, INNER_EDGE_MARGIN)
+            .boxes(self.settings.score_threshold)
+            .filter(|&(x1, y1, x2, y2, _)| {
+                !tile.box_touches_inner_edge((x1, y1, x2, y2), INPUT_SIDE, INNER_EDGE_MARGIN)
             })
-            .map(|((x1, y1, x2, y2), score)| PersonBox {
+            .map(|(x1, y1, x2, y2, score)| PersonBox {
                 x1: ((x1 + tile.x as f32) / w).clamp(0.0, 1.0),
                 y1: ((y1 + tile.y as f32) / h).clamp(0.0, 1.0),
                 x2: ((x2 + tile.x as f32) / w).clamp(0.0, 1.0),
@@ -303,7 +296,7 @@ fn person_only(proto: &mut ModelProto) -> anyhow::Result<()> {
                 "{CLASS_HEAD_WEIGHTS} has dimensions {:?}",
                 initializer.dims
             );
-            keep_f32_run(
+            rewrites::keep_f32_values(
                 initializer,
                 PERSON_CLASS * CLASS_HEAD_FEATURES,
                 CLASS_HEAD_FEATURES,
@@ -316,7 +309,7 @@ fn person_only(proto: &mut ModelProto) -> anyhow::Result<()> {
                 "{CLASS_HEAD_BIASES} has dimensions {:?}",
                 initializer.dims
             );
-            keep_f32_run(initializer, PERSON_CLASS, 1)?;
+            rewrites::keep_f32_values(initializer, PERSON_CLASS, 1)?;
             initializer.dims[0] = 1;
             cut += 1;
         }
@@ -340,28 +333,6 @@ fn person_only(proto: &mut ModelProto) -> anyhow::Result<()> {
             ..Default::default()
         })
         .collect();
-    Ok(())
-}
-
-/// Keeps `len` float32 values of an initializer from `start`, wherever the file stores them.
-fn keep_f32_run(tensor: &mut TensorProto, start: usize, len: usize) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        tensor.data_type == tensor_proto::DataType::Float as i32,
-        "{} is not float32",
-        tensor.name
-    );
-    if tensor.raw_data.is_empty() {
-        anyhow::ensure!(
-            tensor.float_data.len() >= start + len,
-            "{} is short",
-            tensor.name
-        );
-        tensor.float_data = tensor.float_data[start..start + len].to_vec();
-    } else {
-        let (from, to) = (start * 4, (start + len) * 4);
-        anyhow::ensure!(tensor.raw_data.len() >= to, "{} is short", tensor.name);
-        tensor.raw_data = tensor.raw_data[from..to].to_vec();
-    }
     Ok(())
 }
 
@@ -422,15 +393,17 @@ impl<'a> TileOutputs<'a> {
             })
     }
 
-    /// The box of a peak, tile pixels: x1, y1, x2, y2.
-    fn peak_box(&self, peak: &Peak) -> (f32, f32, f32, f32) {
-        let cell = (peak.row * HEATMAP_SIDE + peak.col) * EXTENTS_PER_CELL;
-        let [left, top, right, bottom] = self.extents[cell..cell + EXTENTS_PER_CELL] else {
-            unreachable!("a cell holds {EXTENTS_PER_CELL} extents");
-        };
-        let x = (peak.col as u32 * HEATMAP_STRIDE) as f32;
-        let y = (peak.row as u32 * HEATMAP_STRIDE) as f32;
-        (x - left, y - top, x + right, y + bottom)
+    /// The box of each peak at least `min_score`, in tile pixels, with its score.
+    fn boxes(&self, min_score: f32) -> impl Iterator<Item = TileBox> + '_ {
+        self.peaks(min_score).map(|peak| {
+            let cell = (peak.row * HEATMAP_SIDE + peak.col) * EXTENTS_PER_CELL;
+            let [left, top, right, bottom] = self.extents[cell..cell + EXTENTS_PER_CELL] else {
+                unreachable!("a cell holds {EXTENTS_PER_CELL} extents");
+            };
+            let x = (peak.col as u32 * HEATMAP_STRIDE) as f32;
+            let y = (peak.row as u32 * HEATMAP_STRIDE) as f32;
+            (x - left, y - top, x + right, y + bottom, peak.score)
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Rewrites of ONNX graph nodes into the same arithmetic in operators tract runs fast, applied
-//! to the detector's graph before tract loads it (`examples/op_profile.rs` shows the effect).
+//! to the detector's graph before tract loads it (`examples/op_profile.rs` shows the effect),
+//! and the initializer helpers the detector's person-only cut uses.
 //!
 //! - [`rewrite_linear_upsampling`]: `Resize` nodes that double height and width with linear
 //!   interpolation and `asymmetric` coordinates. tract's `Resize` resamples one axis at a time,
@@ -92,6 +93,24 @@ fn is_doubling_linear_resize(
     Ok(f32_values(scales)? == [1.0, 1.0, 2.0, 2.0])
 }
 
+/// Keeps `len` float32 values of an initializer from `start` (its dimensions are the caller's
+/// to set).
+pub(super) fn keep_f32_values(
+    tensor: &mut TensorProto,
+    start: usize,
+    len: usize,
+) -> anyhow::Result<()> {
+    let values = f32_values(tensor)?;
+    let kept = values
+        .get(start..start + len)
+        .with_context(|| format!("{} holds {} values", tensor.name, values.len()))?;
+    tensor.float_data = kept.to_vec();
+    tensor.raw_data.clear();
+    Ok(())
+}
+
+/// An initializer's float32 values, wherever the file stores them (`raw_data`, little-endian,
+/// or `float_data`).
 fn f32_values(tensor: &TensorProto) -> anyhow::Result<Vec<f32>> {
     anyhow::ensure!(
         tensor.data_type == tensor_proto::DataType::Float as i32,
