@@ -1,7 +1,8 @@
 //! `crowd bench`: what a photo costs, stage by stage, for three photo sizes; the models alone in
 //! tract beside onnxruntime on the same ONNX graphs and the same input tensors (the detector both
-//! as the service runs it, cut to its person class, and as published); and photos per second
-//! through the whole HTTP path (upload → predict → dashboard) at saturation.
+//! as the service runs it, cut to its person class, and as published); a 12-megapixel photo
+//! from upload to answer over HTTP, one at a time; and photos per second through the whole HTTP
+//! path (upload → predict → dashboard) at saturation.
 //! BENCHMARKS.md records its figures.
 
 use std::io::Cursor;
@@ -228,7 +229,58 @@ fn defaults<C: Args>() -> C {
     Wrapper::<C>::parse_from(["crowd"]).config
 }
 
-async fn http_photos_per_second(args: &BenchArgs, jpeg_path: &Path) -> anyhow::Result<HttpResult> {
+/// The HTTP figures: one large photo at a time, then the load test.
+struct HttpFigures {
+    /// Median milliseconds from sending the large photo to image-upload to its answer.
+    large_photo_ms: f64,
+    large_photo_count: u32,
+    load: HttpResult,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadAnswer {
+    count: u32,
+}
+
+/// Milliseconds from sending `jpeg` to `url` to receiving the count, median of `runs` after a
+/// warm-up; and the count.
+async fn time_one_upload_at_a_time(
+    url: &str,
+    jpeg: &[u8],
+    runs: usize,
+) -> anyhow::Result<(f64, u32)> {
+    let client = reqwest::Client::new();
+    let mut samples = Vec::with_capacity(runs);
+    let mut count = 0;
+    for run in 0..=runs {
+        let started = Instant::now();
+        let response = client
+            .post(url)
+            .header("content-type", "image/jpeg")
+            .body(jpeg.to_vec())
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        count = serde_json::from_slice::<UploadAnswer>(&body)?.count;
+        if run > 0 {
+            samples.push(elapsed);
+        }
+    }
+    Ok((median(samples), count))
+}
+
+async fn http_figures(
+    args: &BenchArgs,
+    jpeg_path: &Path,
+    large_jpeg: &[u8],
+) -> anyhow::Result<HttpFigures> {
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let mut dashboard: DashboardConfig = defaults();
     dashboard.listen = loopback;
@@ -243,6 +295,8 @@ async fn http_photos_per_second(args: &BenchArgs, jpeg_path: &Path) -> anyhow::R
         "http://127.0.0.1:{}/api/v1/cameras/bench/photos",
         stack.upload.port
     );
+    let (large_photo_ms, large_photo_count) =
+        time_one_upload_at_a_time(&url, large_jpeg, args.runs).await?;
     let seconds = args.http_seconds.to_string();
     let connections = args.http_connections.to_string();
     let photo = jpeg_path.to_owned();
@@ -271,7 +325,11 @@ async fn http_photos_per_second(args: &BenchArgs, jpeg_path: &Path) -> anyhow::R
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
         .context("bench/http_load.sh printed no JSON line")?;
-    Ok(serde_json::from_str(line)?)
+    Ok(HttpFigures {
+        large_photo_ms,
+        large_photo_count,
+        load: serde_json::from_str(line)?,
+    })
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -416,7 +474,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.no_http {
         let jpeg_path = args.out_dir.join("street-1024x768.jpg");
         std::fs::write(&jpeg_path, &photos[0].1)?;
-        let result = http_photos_per_second(args, &jpeg_path).await?;
+        let (large_label, large_jpeg) = &photos[2];
+        let figures = http_figures(args, &jpeg_path, large_jpeg).await?;
+        let result = &figures.load;
         let tiles = detector.tile_count(street.width(), street.height()).max(1) as f64;
         let single = detector_single_ms.expect("measured with one thread");
         // What the cores could do if a photo cost only its model runs, one thread each: with
@@ -424,6 +484,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         // core runs one (what the hardware delivers under load).
         let model_bound = cores() as f64 * 1000.0 / (tiles * single);
         let busy_bound = 1000.0 / (tiles * busy_tile_ms);
+        println!(
+            "\nHTTP, upload → predict → dashboard, one photo at a time, {large_label}, {:.1} MB JPEG:",
+            large_jpeg.len() as f64 / 1e6
+        );
+        println!(
+            "{:.1} ms from sending the photo to the answer (median of {}), count {}",
+            figures.large_photo_ms, args.runs, figures.large_photo_count
+        );
         println!(
             "\nHTTP, upload → predict → dashboard, {} s, {} connections, 1024x768 photo:",
             args.http_seconds, args.http_connections

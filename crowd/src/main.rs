@@ -25,8 +25,9 @@ enum Command {
     /// Count every photo of DIR/truth.csv through image-predict's counting path and compare with
     /// the truth: one row per photo, then error and time per photo for sparse and dense scenes.
     Eval(crowd::eval::EvalArgs),
-    /// Time a photo's stages for three photo sizes, the models alone beside onnxruntime, and
-    /// photos per second through the whole HTTP path at saturation (run from the repository root).
+    /// Time a photo's stages for three photo sizes, the models alone beside onnxruntime, a
+    /// 12-megapixel photo over HTTP, and photos per second through the whole HTTP path at
+    /// saturation (run from the repository root).
     Bench(crowd::bench::BenchArgs),
 }
 
@@ -43,6 +44,7 @@ struct UpArgs {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    image_predict::allocator::keep_freed_memory();
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Up(args) => {

@@ -11,7 +11,9 @@ use common::wire::{CountEvent, CountResponse, ImageSize};
 
 use crate::dashboard_link::DashboardLink;
 use crate::error::PredictError;
-use crate::imaging::{annotated_thumbnail, decode_upright};
+use crate::imaging::{
+    THUMBNAIL_MAX_SIDE, annotated_thumbnail, decode_upright_at_least, fitted_size,
+};
 use crate::metrics::PredictMetrics;
 use crate::model::{Counted, PeopleCounter};
 use crate::pool::InferencePool;
@@ -35,21 +37,27 @@ pub fn count_photo(
     with_thumbnail: bool,
 ) -> Result<PhotoCount, PredictError> {
     let started = Instant::now();
-    let photo = decode_upright(bytes, max_pixels)?;
+    // Large JPEGs are decoded only as large as the models and the thumbnail need.
+    let photo = decode_upright_at_least(bytes, max_pixels, |width, height| {
+        let (w, h) = counter.smallest_input(width, height);
+        if with_thumbnail {
+            let (tw, th) = fitted_size(width, height, THUMBNAIL_MAX_SIDE);
+            (w.max(tw), h.max(th))
+        } else {
+            (w, h)
+        }
+    })?;
     let decode_ms = started.elapsed().as_secs_f64() * 1e3;
     let counted = counter
-        .count(&photo)
+        .count(&photo.pixels)
         .map_err(|e| PredictError::Model(format!("{e:#}")))?;
     let started = Instant::now();
-    let thumbnail_jpeg = with_thumbnail.then(|| annotated_thumbnail(&photo, &counted));
+    let thumbnail_jpeg = with_thumbnail.then(|| annotated_thumbnail(&photo.pixels, &counted));
     let thumbnail_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(PhotoCount {
         counted,
         decode_ms,
-        size: ImageSize {
-            width: photo.width(),
-            height: photo.height(),
-        },
+        size: photo.size,
         thumbnail_jpeg,
         thumbnail_ms,
     })

@@ -4,6 +4,7 @@
 //! checks, then the `pool` runs decode + `model` + thumbnail on a worker thread) → the answer,
 //! and the event with its annotated thumbnail into `dashboard_link`'s outbox.
 
+pub mod allocator;
 pub mod configuration;
 pub mod counting;
 pub mod dashboard_link;

@@ -16,6 +16,7 @@ struct Cli {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    image_predict::allocator::keep_freed_memory();
     telemetry::init(cli.log_format);
     Application::build(cli.config)
         .await?

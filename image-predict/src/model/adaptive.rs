@@ -104,6 +104,17 @@ impl PeopleCounter for AdaptiveCounter {
         self.detector.settings().score_threshold
     }
 
+    fn smallest_input(&self, width: u32, height: u32) -> (u32, u32) {
+        let detector = self.detector.working_size(width, height);
+        match &self.density {
+            Some(density) => {
+                let (w, h) = density.letterboxed_size(width, height);
+                (detector.0.max(w), detector.1.max(h))
+            }
+            None => detector,
+        }
+    }
+
     fn count(&self, photo: &RgbImage) -> anyhow::Result<Counted> {
         let detections = self.detector.detect(photo)?;
         let (method, reason) = choose_method(self.mode, detections.candidate_heads, self.rule);

@@ -150,7 +150,7 @@ impl CenterNet {
 
     /// The size the photo is scaled to before tiling: short side to `short_side`, then smaller
     /// if the long side would need more than `max_tiles` tiles.
-    fn working_size(&self, width: u32, height: u32) -> (u32, u32) {
+    pub fn working_size(&self, width: u32, height: u32) -> (u32, u32) {
         let s = &self.settings;
         let mut scale = s.short_side as f32 / width.min(height) as f32;
         let longest = INPUT_SIDE + (s.max_tiles.max(1) as u32 - 1) * (INPUT_SIDE - s.min_overlap);

@@ -131,13 +131,19 @@ impl CsrNet {
         Ok(())
     }
 
+    /// The size a `width` x `height` photo is scaled to inside the model's square input.
+    pub fn letterboxed_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let side = self.side;
+        let scale = side as f32 / width.max(height) as f32;
+        let scaled = |v: u32| ((v as f32 * scale).round() as u32).clamp(1, side);
+        (scaled(width), scaled(height))
+    }
+
     /// Scales the photo's long side to the input side and pads right and bottom with the mean
     /// colour, which normalises to zero. Returns the tensor and the photo's size inside it.
     fn letterbox(&self, photo: &RgbImage) -> (Tensor, u32, u32) {
         let side = self.side;
-        let scale = side as f32 / photo.width().max(photo.height()) as f32;
-        let width = ((photo.width() as f32 * scale).round() as u32).clamp(1, side);
-        let height = ((photo.height() as f32 * scale).round() as u32).clamp(1, side);
+        let (width, height) = self.letterboxed_size(photo.width(), photo.height());
         let resized = resize_rgb(photo, width, height);
         let plane = (side * side) as usize;
         let mut data = vec![0f32; 3 * plane];

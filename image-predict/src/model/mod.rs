@@ -71,5 +71,9 @@ pub trait PeopleCounter: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The score a detection needs to be counted.
     fn score_threshold(&self) -> f32;
+    /// The smallest size, width by height, an upright `width` x `height` photo may be decoded
+    /// at for `count` to give the answer it gives on the full photo: the models' inputs are
+    /// then still made by shrinking, never by enlarging (see `imaging::decode_upright_at_least`).
+    fn smallest_input(&self, width: u32, height: u32) -> (u32, u32);
     fn count(&self, photo: &RgbImage) -> anyhow::Result<Counted>;
 }
