@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use image_predict::configuration::ModelConfig;
 use image_predict::counting::count_photo;
-use image_predict::model::PeopleCounter;
+use image_predict::model::{Counted, PeopleCounter};
 use serde::{Deserialize, Serialize};
 
 /// Photos with at least this many people are dense crowds, judged by relative error.
@@ -29,10 +29,11 @@ pub struct EvalArgs {
     pub model: ModelConfig,
 }
 
-#[derive(Debug, Deserialize)]
-struct TruthRow {
-    file: String,
-    true_count: u32,
+/// One photo of `truth.csv`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TruthRow {
+    pub file: String,
+    pub true_count: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,7 +96,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
     })
 }
 
-fn read_truth(path: &Path) -> anyhow::Result<Vec<TruthRow>> {
+/// The rows of a `truth.csv` (columns `file,true_count`; others ignored).
+pub fn read_truth(path: &Path) -> anyhow::Result<Vec<TruthRow>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -121,19 +123,27 @@ fn count_one(
     let photo = count_photo(counter, &bytes, max_pixels, true)
         .with_context(|| format!("counting {}", path.display()))?;
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(PhotoResult {
-        error: i64::from(photo.counted.count) - i64::from(row.true_count),
-        file: row.file,
-        true_count: row.true_count,
-        count: photo.counted.count,
-        method: photo.counted.method.as_str().to_owned(),
-        candidate_heads: photo.counted.candidate_heads,
-        total_ms,
-        inference_ms: photo.counted.inference_ms,
-    })
+    Ok(PhotoResult::new(row, &photo.counted, total_ms))
 }
 
-fn summarise<'a>(photos: impl Iterator<Item = &'a PhotoResult>) -> Option<GroupSummary> {
+impl PhotoResult {
+    /// The result of counting `row`'s photo, which took `total_ms`.
+    pub fn new(row: TruthRow, counted: &Counted, total_ms: f64) -> Self {
+        PhotoResult {
+            error: i64::from(counted.count) - i64::from(row.true_count),
+            file: row.file,
+            true_count: row.true_count,
+            count: counted.count,
+            method: counted.method.as_str().to_owned(),
+            candidate_heads: counted.candidate_heads,
+            total_ms,
+            inference_ms: counted.inference_ms,
+        }
+    }
+}
+
+/// Errors and times of a group of photos; `None` for no photo.
+pub fn summarise<'a>(photos: impl Iterator<Item = &'a PhotoResult>) -> Option<GroupSummary> {
     let photos: Vec<&PhotoResult> = photos.collect();
     if photos.is_empty() {
         return None;

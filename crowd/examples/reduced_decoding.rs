@@ -3,20 +3,21 @@
 //!
 //! ```sh
 //! # decode time, whole against reduced, for photos that need 683x512 (the detector's input)
-//! cargo run --release -p image-predict --example reduced_decoding -- timing
+//! cargo run --release -p crowd --example reduced_decoding -- timing
 //! # counts of every dev photo enlarged FACTOR times, decoded whole and at reduced scale
-//! cargo run --release -p image-predict --example reduced_decoding -- counts [FACTOR=4]
+//! cargo run --release -p crowd --example reduced_decoding -- counts [FACTOR=4]
 //! ```
 //!
 //! The photos are made by enlarging real ones (the dev set has no photo above a megapixel), as
-//! quality-90 JPEGs. Counting uses the service's defaults (`ModelConfig`).
+//! quality-90 JPEGs. Counting uses the service's defaults (`ModelConfig`); errors are summed up
+//! as `crowd eval` does.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Parser;
+use crowd::eval::{DENSE_FROM, PhotoResult, read_truth, summarise};
 use image::RgbImage;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
@@ -85,64 +86,65 @@ fn timing(evalset: &Path) -> anyhow::Result<()> {
 }
 
 fn counts(evalset: &Path, factor: f32, counter: &dyn PeopleCounter) -> anyhow::Result<()> {
-    let truth_path = evalset.join("truth.csv");
-    let truth = std::fs::read_to_string(&truth_path)
-        .with_context(|| format!("reading {}", truth_path.display()))?;
     println!("photo               size        truth  whole  reduced  reduced to");
-    // Absolute errors on sparse scenes, relative ones on dense crowds, as `crowd eval` reports.
-    let (mut sparse, mut dense, mut same, mut photos) = (Vec::new(), Vec::new(), 0, 0);
-    for line in truth.lines().skip(1) {
-        let mut fields = line.split(',');
-        let (Some(file), Some(true_count), Some(kind)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let true_count: f64 = true_count.parse()?;
-        let photo = image::open(evalset.join(file))?.to_rgb8();
+    let (mut whole, mut reduced) = (Vec::new(), Vec::new());
+    for row in read_truth(&evalset.join("truth.csv"))? {
+        let photo = image::open(evalset.join(&row.file))?.to_rgb8();
         let (width, height) = (
             (photo.width() as f32 * factor) as u32,
             (photo.height() as f32 * factor) as u32,
         );
         let jpeg = enlarged_jpeg(&photo, width, height)?;
-        let whole = counter.count(&decode_upright(&jpeg, LIMIT)?)?.count;
-        let reduced = count_photo(counter, &jpeg, LIMIT, true)?;
+        let started = Instant::now();
+        let whole_count = counter.count(&decode_upright(&jpeg, LIMIT)?)?;
+        let whole_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = Instant::now();
+        let reduced_count = count_photo(counter, &jpeg, LIMIT, true)?.counted;
+        let reduced_ms = started.elapsed().as_secs_f64() * 1e3;
         let reduced_to =
             decode_upright_at_least(&jpeg, LIMIT, |w, h| counter.smallest_input(w, h))?
                 .pixels
                 .dimensions();
-        let reduced_count = reduced.counted.count;
         println!(
-            "{file:<19} {:<11} {true_count:>5} {whole:>6} {reduced_count:>8}  {}x{}",
+            "{:<19} {:<11} {:>5} {:>6} {:>8}  {}x{}",
+            row.file,
             format!("{width}x{height}"),
+            row.true_count,
+            whole_count.count,
+            reduced_count.count,
             reduced_to.0,
             reduced_to.1
         );
-        photos += 1;
-        same += usize::from(whole == reduced_count);
-        let errors = |count: u32| (f64::from(count) - true_count).abs();
-        match kind {
-            "dense" => dense.push((
-                errors(whole) / true_count,
-                errors(reduced_count) / true_count,
-            )),
-            _ => sparse.push((errors(whole), errors(reduced_count))),
+        whole.push(PhotoResult::new(row.clone(), &whole_count, whole_ms));
+        reduced.push(PhotoResult::new(row, &reduced_count, reduced_ms));
+    }
+    let same = whole
+        .iter()
+        .zip(&reduced)
+        .filter(|(a, b)| a.count == b.count)
+        .count();
+    println!("same count on {same} of {} photos", whole.len());
+    for (decoded, results) in [("whole", &whole), ("reduced", &reduced)] {
+        let group = |dense: bool| {
+            summarise(
+                results
+                    .iter()
+                    .filter(|p| (p.true_count >= DENSE_FROM) == dense),
+            )
+        };
+        if let Some(g) = group(false) {
+            println!(
+                "{decoded:<8} fewer than {DENSE_FROM} people: mean absolute error {:.2}",
+                g.mae
+            );
+        }
+        if let Some(g) = group(true) {
+            println!(
+                "{decoded:<8} {DENSE_FROM} people or more: mean relative error {:.1}%",
+                100.0 * g.mean_relative_error
+            );
         }
     }
-    let mean = |v: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
-        v.iter().map(pick).sum::<f64>() / v.len().max(1) as f64
-    };
-    println!("same count on {same} of {photos} photos");
-    println!(
-        "sparse scenes: mean absolute error {:.2} whole, {:.2} reduced",
-        mean(&sparse, |e| e.0),
-        mean(&sparse, |e| e.1)
-    );
-    println!(
-        "dense crowds: mean relative error {:.1} % whole, {:.1} % reduced",
-        100.0 * mean(&dense, |e| e.0),
-        100.0 * mean(&dense, |e| e.1)
-    );
     Ok(())
 }
 
