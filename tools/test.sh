@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Installs first what the tests need from Debian when it is
-# missing (redis-server for the shared-store tests, chromium + chromium-driver for the browser test).
+# missing (redis-server for the shared-store tests, chromium + chromium-driver for the browser test;
+# docker.io and debootstrap for the container check, which installs them itself).
 # Usage: tools/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The Kubernetes manifests and the Dockerfile, checked offline (a minute; see tools/k8s-check/).
-tools/k8s-check/run.sh
+# Each step's wall-clock time, printed when it ends.
+timed() {
+  local from=$SECONDS
+  "$@"
+  echo "tools/test.sh: '$*' took $((SECONDS - from)) s" >&2
+}
 
-cargo test --workspace --locked "$@"
+# The Kubernetes manifests and the Dockerfile, checked offline (a minute; see tools/k8s-check/).
+timed tools/k8s-check/run.sh
+
+timed cargo test --workspace --locked "$@"
+
+# The stack in containers (tools/container-check/): the three runtime images built from these
+# release binaries, run as the manifests run them, checked end to end. Installs and starts
+# Docker (Debian's docker.io) when missing; base images are made from Debian's packages.
+timed cargo build --release --locked --bins -p image-upload -p image-predict -p dashboard
+timed tools/container-check/run.sh

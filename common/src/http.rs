@@ -46,6 +46,8 @@ impl InputError {
             InputError::UnsupportedMedia => "unsupported_media_type",
             InputError::TooManyPixels { .. } => "image_too_large",
             InputError::Undecodable(_) => "undecodable_image",
+            InputError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            InputError::InvalidCaptureTime(_) => "invalid_capture_time",
         }
     }
 }
@@ -53,9 +55,11 @@ impl InputError {
 impl ResponseError for InputError {
     fn status_code(&self) -> StatusCode {
         match self {
-            InputError::InvalidCameraId(_) | InputError::Missing(_) | InputError::Malformed(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            InputError::InvalidCameraId(_)
+            | InputError::Missing(_)
+            | InputError::Malformed(_)
+            | InputError::InvalidIdempotencyKey(_)
+            | InputError::InvalidCaptureTime(_) => StatusCode::BAD_REQUEST,
             InputError::BodyTooLarge { .. } | InputError::TooManyPixels { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

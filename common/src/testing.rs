@@ -9,7 +9,18 @@ use std::time::{Duration, Instant};
 
 pub struct ServiceProcess {
     child: Child,
+    /// The port of the first listener (the one `/healthz` is asked on).
     pub port: u16,
+    /// Every listener's address variable and the free port it was given.
+    pub ports: Vec<(String, u16)>,
+}
+
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl ServiceProcess {
@@ -21,18 +32,51 @@ impl ServiceProcess {
         env: &[(&str, &str)],
         ready_within: Duration,
     ) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(binary)
-            // Warnings and errors only: the test's output stays readable; `env` may override.
-            .env("RUST_LOG", "warn")
-            .env(addr_env, format!("127.0.0.1:{port}"))
-            .envs(env.iter().copied())
+        Self::start_listening(binary, &[addr_env], env, ready_within)
+    }
+
+    /// Like [`Self::start`], each of `addr_envs` (the public listener's first, then the ops
+    /// listener's, ...) given a free loopback port, unless `env` sets it.
+    pub fn start_listening(
+        binary: &str,
+        addr_envs: &[&str],
+        env: &[(&str, &str)],
+        ready_within: Duration,
+    ) -> Self {
+        Self::start_listening_args(binary, &[], addr_envs, env, ready_within)
+    }
+
+    /// Like [`Self::start_listening`], with command-line arguments (`crowd run dashboard`).
+    pub fn start_listening_args<K: AsRef<str>, V: AsRef<str>>(
+        binary: &str,
+        args: &[&str],
+        addr_envs: &[&str],
+        env: &[(K, V)],
+        ready_within: Duration,
+    ) -> Self {
+        let ports: Vec<(String, u16)> = addr_envs
+            .iter()
+            .map(|name| {
+                let given = env
+                    .iter()
+                    .find(|(k, _)| k.as_ref() == *name)
+                    .and_then(|(_, v)| v.as_ref().rsplit(':').next()?.parse().ok());
+                (name.to_string(), given.unwrap_or_else(free_port))
+            })
+            .collect();
+        let mut command = Command::new(binary);
+        command.args(args);
+        // Warnings and errors only: the test's output stays readable; `env` may override.
+        command.env("RUST_LOG", "warn");
+        for (name, port) in &ports {
+            command.env(name, format!("127.0.0.1:{port}"));
+        }
+        let child = command
+            .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-        let mut service = Self { child, port };
+        let port = ports[0].1;
+        let mut service = Self { child, port, ports };
         let deadline = Instant::now() + ready_within;
         while service.get_status("/healthz") != Some(200) {
             if let Some(status) = service.child.try_wait().expect("child status") {
@@ -49,6 +93,15 @@ impl ServiceProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The port the listener of address variable `addr_env` was given.
+    pub fn port_of(&self, addr_env: &str) -> u16 {
+        self.ports
+            .iter()
+            .find(|(name, _)| name == addr_env)
+            .map(|(_, port)| *port)
+            .unwrap_or_else(|| panic!("no listener {addr_env}"))
     }
 
     /// The status of `GET path`, or `None` when nothing answers (plain HTTP/1.0: no client

@@ -8,13 +8,19 @@ use actix_web::{HttpRequest, http::header, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::validate::{CameraId, InputError};
+use crate::validate::{CameraId, IdempotencyKey, InputError, parse_capture_time};
 
 /// Multipart field holding the camera id (the name the original stack used).
 pub const CAMERA_FIELD: &str = "camera_id";
 /// Multipart field holding the photo (the name the original stack used).
 pub const PHOTO_FIELD: &str = "imageFileField";
-/// A camera id field is short; anything longer is refused before it is buffered.
+/// Optional multipart field: the camera's idempotency key (or the `Idempotency-Key` header).
+pub const IDEMPOTENCY_KEY_FIELD: &str = "idempotency_key";
+/// Optional multipart field: when the photo was taken, RFC 3339 (or the `Capture-Time` header).
+pub const CAPTURE_TIME_FIELD: &str = "capture_time";
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+pub const CAPTURE_TIME_HEADER: &str = "Capture-Time";
+/// A text field is short; anything longer is refused before it is buffered.
 const MAX_TEXT_FIELD_BYTES: usize = 1024;
 
 /// A photo as it arrived, before any decoding.
@@ -22,6 +28,50 @@ const MAX_TEXT_FIELD_BYTES: usize = 1024;
 pub struct UploadedPhoto {
     pub camera: CameraId,
     pub bytes: Bytes,
+    /// The form's optional text fields, unchecked (see [`upload_options`]).
+    pub idempotency_key: Option<String>,
+    pub capture_time: Option<String>,
+}
+
+/// An upload's optional idempotency key and capture time, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadOptions {
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When the photo was taken, Unix milliseconds.
+    pub captured_at_ms: Option<i64>,
+}
+
+/// The idempotency key and capture time of an upload, from its headers or else from its form
+/// fields, checked: a capture time more than a few minutes ahead of `now_ms` or older than
+/// `max_age_ms` is refused.
+pub fn upload_options(
+    req: &HttpRequest,
+    form_key: Option<&str>,
+    form_time: Option<&str>,
+    now_ms: i64,
+    max_age_ms: i64,
+) -> Result<UploadOptions, InputError> {
+    let header = |name: &str| -> Result<Option<String>, InputError> {
+        match req.headers().get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .to_str()
+                .map(|v| Some(v.trim().to_owned()))
+                .map_err(|_| InputError::Malformed(format!("the {name} header is not ASCII text"))),
+        }
+    };
+    let key = header(IDEMPOTENCY_KEY_HEADER)?.or_else(|| form_key.map(str::to_owned));
+    let time = header(CAPTURE_TIME_HEADER)?.or_else(|| form_time.map(str::to_owned));
+    Ok(UploadOptions {
+        idempotency_key: key
+            .filter(|k| !k.is_empty())
+            .map(|k| IdempotencyKey::parse(&k))
+            .transpose()?,
+        captured_at_ms: time
+            .filter(|t| !t.is_empty())
+            .map(|t| parse_capture_time(&t, now_ms, max_age_ms))
+            .transpose()?,
+    })
 }
 
 /// Refuses a request early when its declared Content-Length is already over the limit.
@@ -67,6 +117,8 @@ pub async fn read_photo_form(
 ) -> Result<UploadedPhoto, InputError> {
     check_declared_length(req, limit)?;
     let mut camera: Option<String> = None;
+    let mut idempotency_key: Option<String> = None;
+    let mut capture_time: Option<String> = None;
     let mut photo: Option<Bytes> = None;
     let mut read = 0usize;
     while let Some(field) = form.next().await {
@@ -74,7 +126,7 @@ pub async fn read_photo_form(
             field.map_err(|e| InputError::Malformed(format!("reading the form: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
         let field_limit = match name.as_str() {
-            CAMERA_FIELD => MAX_TEXT_FIELD_BYTES,
+            CAMERA_FIELD | IDEMPOTENCY_KEY_FIELD | CAPTURE_TIME_FIELD => MAX_TEXT_FIELD_BYTES,
             PHOTO_FIELD if photo.is_some() => {
                 return Err(InputError::Malformed(format!(
                     "more than one {PHOTO_FIELD} field: send one photo per request"
@@ -96,21 +148,23 @@ pub async fn read_photo_form(
                     continue; // an unknown field: drained, not kept
                 }
                 return Err(match name.as_str() {
-                    CAMERA_FIELD => InputError::Malformed(format!(
-                        "{CAMERA_FIELD} is longer than {MAX_TEXT_FIELD_BYTES} bytes"
+                    PHOTO_FIELD => InputError::BodyTooLarge { limit },
+                    _ => InputError::Malformed(format!(
+                        "{name} is longer than {MAX_TEXT_FIELD_BYTES} bytes"
                     )),
-                    _ => InputError::BodyTooLarge { limit },
                 });
             }
             value.extend_from_slice(&chunk);
         }
+        let text = || {
+            String::from_utf8(value.to_vec())
+                .map(|t| t.trim().to_owned())
+                .map_err(|_| InputError::Malformed(format!("{name} is not UTF-8 text")))
+        };
         match name.as_str() {
-            CAMERA_FIELD => {
-                let text = String::from_utf8(value.to_vec()).map_err(|_| {
-                    InputError::Malformed(format!("{CAMERA_FIELD} is not UTF-8 text"))
-                })?;
-                camera = Some(text.trim().to_owned());
-            }
+            CAMERA_FIELD => camera = Some(text()?),
+            IDEMPOTENCY_KEY_FIELD => idempotency_key = Some(text()?),
+            CAPTURE_TIME_FIELD => capture_time = Some(text()?),
             PHOTO_FIELD => photo = Some(value.freeze()),
             _ => {}
         }
@@ -120,5 +174,10 @@ pub async fn read_photo_form(
     let bytes = photo.filter(|p| !p.is_empty()).ok_or(InputError::Missing(
         "form field imageFileField (the photo file)",
     ))?;
-    Ok(UploadedPhoto { camera, bytes })
+    Ok(UploadedPhoto {
+        camera,
+        bytes,
+        idempotency_key,
+        capture_time,
+    })
 }

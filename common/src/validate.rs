@@ -33,6 +33,10 @@ pub enum InputError {
     },
     #[error("the image is damaged or cannot be decoded: {0}")]
     Undecodable(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("{0}")]
+    InvalidCaptureTime(String),
 }
 
 /// A camera id that passed [`CameraId::parse`]: safe in URLs, file names and HTML.
@@ -116,9 +120,112 @@ pub fn check_photo(bytes: &[u8], max_pixels: u64) -> Result<PhotoHeader, InputEr
     })
 }
 
+/// The longest idempotency key accepted.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
+/// How far ahead of the server's clock a capture time may be (cameras' clocks drift).
+pub const CAPTURE_TIME_MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
+
+/// A camera's idempotency key (`Idempotency-Key` header or `idempotency_key` field): 1 to 128
+/// printable ASCII characters. The same key for the same camera means the same photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= IDEMPOTENCY_KEY_MAX_LEN
+            && raw.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::InvalidIdempotencyKey(format!(
+                "the idempotency key must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} printable ASCII characters without spaces"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The event id of this camera's photo with this key: the same wherever and however often
+    /// it is counted, so every store recognises a retry by it.
+    pub fn event_id(&self, camera: &CameraId) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{camera}\n{}", self.0).as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("idem-{hex}")
+    }
+}
+
+/// Parses a capture time (RFC 3339, e.g. `2026-12-01T14:03:07Z` or with an offset) and checks
+/// that it lies between `max_age_ms` before `now_ms` and a few minutes after it. Returns Unix
+/// milliseconds.
+pub fn parse_capture_time(raw: &str, now_ms: i64, max_age_ms: i64) -> Result<i64, InputError> {
+    use time::format_description::well_known::Rfc3339;
+    let parsed = time::OffsetDateTime::parse(raw.trim(), &Rfc3339).map_err(|e| {
+        InputError::InvalidCaptureTime(format!(
+            "capture time {:?} is not an RFC 3339 time such as 2026-12-01T14:03:07Z: {e}",
+            raw.chars().take(64).collect::<String>()
+        ))
+    })?;
+    let at_ms = (parsed.unix_timestamp_nanos() / 1_000_000) as i64;
+    if at_ms > now_ms + CAPTURE_TIME_MAX_AHEAD_MS {
+        return Err(InputError::InvalidCaptureTime(format!(
+            "capture time {raw} is {} s ahead of the server's clock (at most {} s allowed)",
+            (at_ms - now_ms) / 1000,
+            CAPTURE_TIME_MAX_AHEAD_MS / 1000
+        )));
+    }
+    if at_ms < now_ms - max_age_ms {
+        return Err(InputError::InvalidCaptureTime(format!(
+            "capture time {raw} is older than the history kept ({} hours)",
+            max_age_ms / 3_600_000
+        )));
+    }
+    Ok(at_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_and_their_event_ids() {
+        let camera = CameraId::parse("gate-1").unwrap();
+        let key = IdempotencyKey::parse("gate-1/2026-12-01T14:03:07Z").unwrap();
+        let id = key.event_id(&camera);
+        assert!(id.starts_with("idem-") && id.len() == 37, "{id}");
+        assert_eq!(id, key.event_id(&camera), "stable");
+        let other = CameraId::parse("gate-2").unwrap();
+        assert_ne!(id, key.event_id(&other), "scoped to the camera");
+        for bad in ["", "with space", "é", &"x".repeat(129)] {
+            assert!(matches!(
+                IdempotencyKey::parse(bad),
+                Err(InputError::InvalidIdempotencyKey(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn capture_times_are_bounded_around_now() {
+        let now = 1_796_000_000_000; // 2026-11-30
+        let day = 86_400_000;
+        let ok = parse_capture_time("2026-11-29T23:00:00+01:00", now, day).unwrap();
+        assert_eq!(ok, 1_795_989_600_000);
+        assert!(matches!(
+            parse_capture_time("2027-01-01T00:00:00Z", now, day),
+            Err(InputError::InvalidCaptureTime(_))
+        ));
+        assert!(matches!(
+            parse_capture_time("2025-11-30T00:00:00Z", now, day),
+            Err(InputError::InvalidCaptureTime(_))
+        ));
+        assert!(matches!(
+            parse_capture_time("yesterday", now, day),
+            Err(InputError::InvalidCaptureTime(_))
+        ));
+    }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let mut out = Vec::new();

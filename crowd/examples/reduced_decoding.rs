@@ -99,7 +99,7 @@ fn counts(evalset: &Path, factor: f32, counter: &dyn PeopleCounter) -> anyhow::R
         let whole_count = counter.count(&decode_upright(&jpeg, LIMIT)?)?;
         let whole_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
-        let reduced_count = count_photo(counter, &jpeg, LIMIT, true)?.counted;
+        let reduced_count = count_photo(counter, &jpeg, LIMIT, true, &[])?.counted;
         let reduced_ms = started.elapsed().as_secs_f64() * 1e3;
         let reduced_to =
             decode_upright_at_least(&jpeg, LIMIT, |w, h| counter.smallest_input(w, h))?

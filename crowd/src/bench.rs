@@ -27,7 +27,7 @@ use serde::Deserialize;
 use tract_linalg::multithread::{Executor, set_default_executor};
 use tract_onnx::prelude::{Tensor, tvec};
 
-use crate::Stack;
+use crate::{Stack, StackAuth};
 
 /// Large enough for the 12-megapixel photo.
 const MAX_PIXELS: u64 = 50_000_000;
@@ -121,7 +121,7 @@ fn time_stages(
     let mut count = 0;
     for run in 0..=runs {
         let started = Instant::now();
-        let photo = count_photo(counter, jpeg, MAX_PIXELS, true)?;
+        let photo = count_photo(counter, jpeg, MAX_PIXELS, true, &[])?;
         let total = started.elapsed().as_secs_f64() * 1e3;
         if run == 0 {
             continue; // warm-up
@@ -284,13 +284,24 @@ async fn http_figures(
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let mut dashboard: DashboardConfig = defaults();
     dashboard.listen = loopback;
+    dashboard.ingest_listen = loopback;
+    dashboard.metrics_listen = loopback;
     dashboard.data_dir = args.out_dir.join("dashboard");
     let mut predict: PredictConfig = defaults();
     predict.listen = loopback;
+    predict.metrics_listen = loopback;
     predict.model = args.model.clone();
     let mut upload: UploadConfig = defaults();
     upload.listen = loopback;
-    let stack = Stack::start(dashboard, predict, upload).await?;
+    upload.metrics_listen = loopback;
+    // No camera keys: the load test would otherwise measure the rate limit, not the stack (a
+    // key check is one SHA-256 of a short string). The ingest token stays.
+    let auth = StackAuth {
+        no_auth: true,
+        keys_file: None,
+        ingest_token: None,
+    };
+    let stack = Stack::start(dashboard, predict, upload, auth).await?;
     let url = format!(
         "http://127.0.0.1:{}/api/v1/cameras/bench/photos",
         stack.upload.port
@@ -355,6 +366,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ("1024x768", jpeg_at(&street, 1024, 768)?),
         ("1920x1080", jpeg_at(&street, 1920, 1080)?),
         ("4000x3000 (12 MP)", jpeg_at(&street, 4000, 3000)?),
+        ("dense 1024x768", jpeg_at(&dense, 1024, 768)?),
+        ("dense 1920x1080", jpeg_at(&dense, 1920, 1080)?),
     ];
     println!("\nper photo, milliseconds (median):");
     println!(
@@ -378,23 +391,25 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     // 2. The models alone on fixed inputs, tract beside onnxruntime.
     let detector_input = detector.first_tile_input(&street);
-    let detector_path = args.out_dir.join("centernet-input.f32");
-    write_f32(&detector_path, &detector_input)?;
+    let detector_input_path = args.out_dir.join("centernet-input.f32");
+    write_f32(&detector_input_path, &detector_input)?;
     let density_model = counter.density();
-    let density_input = density_model.map(|d| d.input(&dense));
-    let density_path = args.out_dir.join("csrnet-input.f32");
+    let density_input = density_model.map(|d| d.first_tile_input(&dense));
+    let density_input_path = args.out_dir.join("csrnet-input.f32");
     if let Some(input) = &density_input {
-        write_f32(&density_path, input)?;
+        write_f32(&density_input_path, input)?;
     }
     // The service runs CenterNet cut to its person class, with its upsamplings rewritten
     // (image_predict::model::centernet); onnxruntime runs that same graph, written out here,
     // and the published one beside it.
+    let detector_path = args.model.detector_path()?;
+    let density_path = args.model.density_path()?;
     let person_only_path = args.out_dir.join("centernet-person.onnx");
     std::fs::write(
         &person_only_path,
-        CenterNet::service_proto(&args.model.detector_model)?.encode_to_vec(),
+        CenterNet::service_proto(&detector_path)?.encode_to_vec(),
     )?;
-    let published = CenterNet::published_graph(&args.model.detector_model)?;
+    let published = CenterNet::published_graph(&detector_path)?;
     println!("\nmodels alone, milliseconds per run (median):");
     println!(
         "{:<28} {:>8} {:>10} {:>12} {:>16}",
@@ -407,14 +422,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             (
                 "centernet person 1x512x512x3",
                 person_only_path.as_path(),
-                &detector_path,
+                &detector_input_path,
                 detector_input.shape().to_vec(),
                 time_runs(args.runs, || detector.run_input(detector_input.clone()))?,
             ),
             (
                 "centernet published",
-                args.model.detector_model.as_path(),
-                &detector_path,
+                detector_path.as_path(),
+                &detector_input_path,
                 detector_input.shape().to_vec(),
                 time_runs(args.runs, || {
                     published.run(tvec!(detector_input.clone().into()))?;
@@ -428,8 +443,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if let (Some(model), Some(input)) = (density_model, &density_input) {
             rows.push((
                 "csrnet 1x3xSxS",
-                args.model.density_model.as_path(),
-                &density_path,
+                density_path.as_path(),
+                &density_input_path,
                 input.shape().to_vec(),
                 time_runs(args.runs, || model.run_input(input.clone()))?,
             ));

@@ -12,8 +12,17 @@ use image_predict::counting::count_photo;
 use image_predict::model::{Counted, PeopleCounter};
 use serde::{Deserialize, Serialize};
 
-/// Photos with at least this many people are dense crowds, judged by relative error.
+/// Photos with at least this many people are crowds, judged by relative error (the targets'
+/// split: street scenes under it, crowds from it on).
 pub const DENSE_FROM: u32 = 100;
+
+/// The density bands of the report: name, lowest and highest true count.
+pub const BANDS: [(&str, u32, u32); 4] = [
+    ("sparse", 0, 39),
+    ("medium", 40, 99),
+    ("dense", 100, 999),
+    ("very dense", 1000, u32::MAX),
+];
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -44,9 +53,15 @@ pub struct PhotoResult {
     pub error: i64,
     pub method: String,
     pub candidate_heads: u32,
+    /// People the density model's glance saw (the choice's other signal), when it looked.
+    #[serde(default)]
+    pub glance_people: Option<f32>,
     /// Decode, models and thumbnail: what the photo costs image-predict, milliseconds.
     pub total_ms: f64,
     pub inference_ms: f64,
+    /// `under half` or `over twice` when the count is that far off its truth.
+    #[serde(default)]
+    pub flag: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,19 +73,37 @@ pub struct GroupSummary {
     /// Mean of |count - truth| / truth.
     pub mean_relative_error: f64,
     pub median_ms: f64,
-    /// How many photos each method counted.
+    /// How many photos the detector alone counted, and how many the density model took part in
+    /// (method density or fusion).
     pub by_detector: usize,
     pub by_density: usize,
+}
+
+/// One density band's figures.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Band {
+    pub band: String,
+    /// True counts from `min` to `max`, inclusive.
+    pub min: u32,
+    pub max: u32,
+    #[serde(flatten)]
+    pub summary: GroupSummary,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EvalReport {
     pub counter: String,
     pub photos: Vec<PhotoResult>,
-    /// Photos with fewer than [`DENSE_FROM`] people.
+    /// Photos with fewer than [`DENSE_FROM`] people (the street-scene target's group).
     pub sparse: Option<GroupSummary>,
-    /// Photos with [`DENSE_FROM`] people or more.
+    /// Photos with [`DENSE_FROM`] people or more (the crowd target's group).
     pub dense: Option<GroupSummary>,
+    /// Figures per density band ([`BANDS`]), bands without photos left out.
+    #[serde(default)]
+    pub bands: Vec<Band>,
+    /// Photos counted under half or over twice their truth.
+    #[serde(default)]
+    pub flagged: Vec<String>,
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
@@ -88,10 +121,32 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
                 .filter(|p| (p.true_count >= DENSE_FROM) == dense),
         )
     };
+    let bands = BANDS
+        .iter()
+        .filter_map(|&(band, min, max)| {
+            summarise(
+                photos
+                    .iter()
+                    .filter(|p| (min..=max).contains(&p.true_count)),
+            )
+            .map(|summary| Band {
+                band: band.to_owned(),
+                min,
+                max,
+                summary,
+            })
+        })
+        .collect();
     Ok(EvalReport {
         counter: counter.name().to_owned(),
         sparse: group(false),
         dense: group(true),
+        bands,
+        flagged: photos
+            .iter()
+            .filter(|p| p.flag.is_some())
+            .map(|p| p.file.clone())
+            .collect(),
         photos,
     })
 }
@@ -120,7 +175,7 @@ fn count_one(
     let path = dir.join(&row.file);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let started = Instant::now();
-    let photo = count_photo(counter, &bytes, max_pixels, true)
+    let photo = count_photo(counter, &bytes, max_pixels, true, &[])
         .with_context(|| format!("counting {}", path.display()))?;
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(PhotoResult::new(row, &photo.counted, total_ms))
@@ -129,7 +184,15 @@ fn count_one(
 impl PhotoResult {
     /// The result of counting `row`'s photo, which took `total_ms`.
     pub fn new(row: TruthRow, counted: &Counted, total_ms: f64) -> Self {
+        let truth = f64::from(row.true_count.max(1));
+        let flag = match f64::from(counted.count) / truth {
+            r if r < 0.5 => Some("under half".to_owned()),
+            r if r > 2.0 => Some("over twice".to_owned()),
+            _ => None,
+        };
         PhotoResult {
+            glance_people: counted.glance_people,
+            flag,
             error: i64::from(counted.count) - i64::from(row.true_count),
             file: row.file,
             true_count: row.true_count,
@@ -169,7 +232,7 @@ pub fn summarise<'a>(photos: impl Iterator<Item = &'a PhotoResult>) -> Option<Gr
             / n,
         median_ms,
         by_detector: photos.iter().filter(|p| p.method == "detector").count(),
-        by_density: photos.iter().filter(|p| p.method == "density").count(),
+        by_density: photos.iter().filter(|p| p.method != "detector").count(),
     })
 }
 
@@ -177,13 +240,48 @@ pub fn summarise<'a>(photos: impl Iterator<Item = &'a PhotoResult>) -> Option<Gr
 pub fn print_table(report: &EvalReport) {
     println!("counter: {}", report.counter);
     println!(
-        "{:<24} {:>6} {:>6} {:>6}  {:<8} {:>10} {:>9}",
-        "file", "true", "count", "error", "method", "candidates", "ms"
+        "{:<24} {:>6} {:>6} {:>6}  {:<8} {:>10} {:>7} {:>9}  flag",
+        "file", "true", "count", "error", "method", "candidates", "glance", "ms"
     );
     for p in &report.photos {
+        let glance = p
+            .glance_people
+            .map_or_else(|| "-".to_owned(), |g| format!("{g:.0}"));
         println!(
-            "{:<24} {:>6} {:>6} {:>+6}  {:<8} {:>10} {:>9.0}",
-            p.file, p.true_count, p.count, p.error, p.method, p.candidate_heads, p.total_ms
+            "{:<24} {:>6} {:>6} {:>+6}  {:<8} {:>10} {:>7} {:>9.0}  {}",
+            p.file,
+            p.true_count,
+            p.count,
+            p.error,
+            p.method,
+            p.candidate_heads,
+            glance,
+            p.total_ms,
+            p.flag.as_deref().unwrap_or("")
+        );
+    }
+    for band in &report.bands {
+        let s = &band.summary;
+        let range = if band.max == u32::MAX {
+            format!("{}+", band.min)
+        } else {
+            format!("{}-{}", band.min, band.max)
+        };
+        println!(
+            "band {:<10} ({range:>9} people): {:>2} photos, MAE {:>7.2}, mean relative error {:>5.1}%, median {:>5.0} ms/photo, detector {} / density {}",
+            band.band,
+            s.photos,
+            s.mae,
+            s.mean_relative_error * 100.0,
+            s.median_ms,
+            s.by_detector,
+            s.by_density
+        );
+    }
+    if !report.flagged.is_empty() {
+        println!(
+            "counted under half or over twice their truth: {}",
+            report.flagged.join(", ")
         );
     }
     if let Some(s) = &report.sparse {
@@ -217,8 +315,10 @@ mod tests {
             error: i64::from(count) - i64::from(true_count),
             method: method.to_owned(),
             candidate_heads: 0,
+            glance_people: None,
             total_ms,
             inference_ms: 0.0,
+            flag: None,
         }
     }
 

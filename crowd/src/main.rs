@@ -1,6 +1,8 @@
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use common::telemetry::{self, LogFormat};
-use crowd::Stack;
+use crowd::{Stack, StackAuth};
 use dashboard::DashboardConfig;
 use image_predict::PredictConfig;
 use image_upload::UploadConfig;
@@ -18,21 +20,67 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole stack on this machine: upload on :8003, predict on :8002, dashboard on :4400.
-    /// The services talk to each other over loopback; --predict-url and --dashboard-ingest-url
-    /// are set from the ports actually bound.
+    /// Run the whole stack on this machine: upload on :8003, dashboard on :4400 (ingest :4401),
+    /// predict on :8002, ops listeners on :9003/:9400/:9002. The services talk to each other over
+    /// loopback with a token made for the run; cameras upload with a key from the key file
+    /// (made, with one key printed once, on first start).
     Up(Box<UpArgs>),
     /// Count every photo of DIR/truth.csv through image-predict's counting path and compare with
-    /// the truth: one row per photo, then error and time per photo for sparse and dense scenes.
+    /// the truth: one row per photo, then error and time per photo for each density band.
     Eval(crowd::eval::EvalArgs),
     /// Time a photo's stages for three photo sizes, the models alone beside onnxruntime, a
     /// 12-megapixel photo over HTTP, and photos per second through the whole HTTP path at
     /// saturation (run from the repository root).
     Bench(crowd::bench::BenchArgs),
+    /// Camera keys.
+    #[command(subcommand)]
+    Keys(crowd::keys::KeysCommand),
+    /// Run one service alone, as its own binary (dashboard, image-predict, image-upload) does,
+    /// configured by the same flags and environment.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(Subcommand)]
+enum RunCommand {
+    /// The dashboard.
+    Dashboard {
+        #[command(flatten)]
+        config: Box<DashboardConfig>,
+        /// Local demos only: no ingest token.
+        #[arg(long, env = "CROWD_NO_AUTH")]
+        no_auth: bool,
+    },
+    /// image-predict.
+    Predict {
+        #[command(flatten)]
+        config: Box<PredictConfig>,
+        /// Local demos only: no camera keys and no ingest token.
+        #[arg(long, env = "CROWD_NO_AUTH")]
+        no_auth: bool,
+    },
+    /// image-upload.
+    Upload {
+        #[command(flatten)]
+        config: Box<UploadConfig>,
+        /// Local demos only: no camera keys.
+        #[arg(long, env = "CROWD_NO_AUTH")]
+        no_auth: bool,
+    },
 }
 
 #[derive(Args)]
 struct UpArgs {
+    /// The camera key file (made with one key for every camera when missing).
+    #[arg(
+        long = "keys-file",
+        env = "API_KEYS_FILE",
+        default_value = "data/api-keys"
+    )]
+    keys_file: PathBuf,
+    /// Local demos only: no camera keys and no ingest token (a warning is logged).
+    #[arg(long, env = "CROWD_NO_AUTH")]
+    no_auth: bool,
     #[command(flatten)]
     dashboard: DashboardConfig,
     #[command(flatten)]
@@ -48,11 +96,29 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Up(args) => {
-            let stack = Stack::start(args.dashboard, args.predict, args.upload).await?;
+            let args = *args;
+            if !args.no_auth
+                && let Some(key) = crowd::keys::first_key(&args.keys_file)?
+            {
+                // Shown once: the key file keeps only its hash.
+                println!(
+                    "\nA camera key for every camera was made (its hash is in {}). It is shown once and stored nowhere:\n\n  export CROWD_KEY={}\n\nUploads send it as `Authorization: Bearer $CROWD_KEY`; the upload page has a field for it.\nMore keys: crowd keys new --cameras 'gate-*' --append {}\n",
+                    args.keys_file.display(),
+                    key.key,
+                    args.keys_file.display()
+                );
+            }
+            let auth = StackAuth {
+                no_auth: args.no_auth,
+                keys_file: Some(args.keys_file.clone()),
+                ingest_token: args.dashboard.ingest_token.clone(),
+            };
+            let stack = Stack::start(args.dashboard, args.predict, args.upload, auth).await?;
             tracing::info!(
                 upload = format!("http://127.0.0.1:{}/", stack.upload.port),
                 dashboard = format!("http://127.0.0.1:{}/", stack.dashboard.port),
                 predict = format!("http://127.0.0.1:{}/", stack.predict.port),
+                keys = %args.keys_file.display(),
                 "crowd is up: open the upload page and the dashboard; Ctrl-C stops"
             );
             stack.run_until_stopped().await
@@ -66,6 +132,37 @@ async fn main() -> anyhow::Result<()> {
                 crowd::eval::print_table(&report);
             }
             Ok(())
+        }
+        Command::Keys(command) => crowd::keys::run(&command),
+        Command::Run(RunCommand::Dashboard {
+            mut config,
+            no_auth,
+        }) => {
+            config.no_auth = no_auth;
+            dashboard::Application::build(*config)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Command::Run(RunCommand::Predict {
+            mut config,
+            no_auth,
+        }) => {
+            config.no_auth = no_auth;
+            image_predict::Application::build(*config)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Command::Run(RunCommand::Upload {
+            mut config,
+            no_auth,
+        }) => {
+            config.no_auth = no_auth;
+            image_upload::Application::build(*config)
+                .await?
+                .run_until_stopped()
+                .await
         }
     }
 }
@@ -85,8 +182,15 @@ mod tests {
             panic!("`crowd up` parsed as another subcommand");
         };
         assert_eq!(args.dashboard.listen.port(), 4400);
+        assert_eq!(args.dashboard.ingest_listen.port(), 4401);
+        assert_eq!(args.dashboard.metrics_listen.port(), 9400);
         assert_eq!(args.predict.listen.port(), 8002);
+        assert_eq!(args.predict.metrics_listen.port(), 9002);
         assert_eq!(args.upload.listen.port(), 8003);
+        assert_eq!(args.upload.metrics_listen.port(), 9003);
+        assert!(!args.no_auth);
         assert!(Cli::try_parse_from(["crowd", "eval", "photos", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["crowd", "keys", "new", "--cameras", "gate-*"]).is_ok());
+        assert!(Cli::try_parse_from(["crowd", "up", "--no-auth"]).is_ok());
     }
 }

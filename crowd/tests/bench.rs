@@ -37,7 +37,9 @@ fn bench_prints_every_stage_and_model() {
         "4000x3000 (12 MP)",
         "centernet person 1x512x512x3",
         "centernet published",
-        "csrnet 1x3x448x448",
+        "dense 1024x768",
+        "dense 1920x1080",
+        "csrnet 1x3x",
     ] {
         assert!(stdout.contains(row), "no row {row:?} in:\n{stdout}");
     }
@@ -57,5 +59,13 @@ fn bench_prints_every_stage_and_model() {
     let detector_input = std::fs::metadata(out_dir.join("centernet-input.f32")).unwrap();
     assert_eq!(detector_input.len(), 512 * 512 * 3 * 4);
     let density_input = std::fs::metadata(out_dir.join("csrnet-input.f32")).unwrap();
-    assert_eq!(density_input.len(), 3 * 448 * 448 * 4);
+    // The density model is timed on one tile of the dense photo: 3 channels, at most
+    // DENSITY_TILE_MAX_PIXELS pixels plus margins rounded to whole cells.
+    let values = density_input.len() / 4;
+    assert_eq!(values % 3, 0, "{values} values are not 3 channels");
+    let pixels = values as u64 / 3;
+    assert!(
+        (1 << 16..=1 << 19).contains(&pixels),
+        "a tile of {pixels} pixels"
+    );
 }

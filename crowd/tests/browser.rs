@@ -35,10 +35,12 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
         dashboard_config(&data, 0),
         predict_config(&[]),
         upload_config(&[]),
+        auth(),
     )
     .await
     .expect("the stack starts");
     let dashboard_port = dashboard.port;
+    let ingest_port = dashboard.ingest_port;
     let dashboard_url = format!("http://127.0.0.1:{dashboard_port}/");
     let upload_url = format!("http://127.0.0.1:{}/", upload.port);
     let client = &browser.client;
@@ -69,6 +71,9 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
     client.switch_to_window(tab.handle).await.unwrap();
     client.goto(&upload_url).await.unwrap();
     instrument_alerts(client).await;
+    // The camera key, typed once into the page's key field.
+    let key_input = client.find(Locator::Id("camera_key")).await.unwrap();
+    key_input.send_keys(&keys().all).await.unwrap();
     let south = upload_through_page(client, "south-gate", &photos.copy("shtb_train_05.jpg")).await;
     let north = upload_through_page(client, "north-gate", &photos.copy("shtb_train_07.jpg")).await;
     let south = south.as_u64().expect("a count");
@@ -76,7 +81,7 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
 
     // Hostile text. The camera id rules refuse it with a JSON 400 (asked directly, as a script
     // would) ...
-    let refused = reqwest::Client::new()
+    let refused = support::client()
         .post(format!("{upload_url}upload"))
         .multipart(photo_form(HOSTILE_TEXT, evalset_photo("shtb_train_05.jpg")))
         .send()
@@ -156,9 +161,26 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
         "hover tip: {tip}"
     );
 
-    // A click opens the photo larger.
+    // A click on a camera opens its own page (its own URL, no reload), where its photo can be
+    // enlarged; back returns to the overview.
     client
         .find(Locator::Css("article.camera[data-camera='north-gate'] img"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        client,
+        "the camera's page",
+        "const page = document.getElementById('camera-page'), img = document.getElementById('zone-photo');
+         return location.pathname === '/cameras/north-gate' && page && !page.hidden
+           && img && img.complete && img.naturalWidth > 0;",
+        |ok| ok == &json!(true),
+    )
+    .await;
+    client
+        .find(Locator::Id("zone-overlay"))
         .await
         .unwrap()
         .click()
@@ -174,9 +196,26 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
     .await;
     save_screenshot(client, "dashboard-photo.png").await;
     client
-        .execute("document.getElementById('photo-dialog').close();", vec![])
+        .execute(
+            "document.getElementById('photo-dialog').close(); history.back();",
+            vec![],
+        )
         .await
         .unwrap();
+    wait_for(
+        client,
+        "the overview again",
+        "const o = document.getElementById('overview'); return location.pathname === '/' && o && !o.hidden;",
+        |ok| ok == &json!(true),
+    )
+    .await;
+    assert_eq!(
+        client
+            .execute("return window.crowdTestMarker ?? null;", vec![])
+            .await
+            .unwrap(),
+        "not reloaded"
+    );
     save_screenshot(client, "dashboard.png").await;
 
     // The dashboard goes away: the page says so, then reconnects by itself to the same state.
@@ -185,7 +224,9 @@ async fn a_person_watches_two_cameras_arrive_and_the_page_survives_a_dashboard_r
         s == "reconnecting"
     })
     .await;
-    let dashboard = start_dashboard(dashboard_config(&data, dashboard_port))
+    let mut config = dashboard_config(&data, dashboard_port);
+    config.ingest_listen = crowd::loopback(ingest_port);
+    let dashboard = start_dashboard(config)
         .await
         .expect("the dashboard restarts on its port");
     let after = wait_for(client, "the page reconnects", DASHBOARD, |d| {

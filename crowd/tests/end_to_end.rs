@@ -18,12 +18,13 @@ async fn a_photo_travels_from_upload_to_the_live_dashboard() {
         dashboard_config(&data, 0),
         predict_config(&[]),
         upload_config(&[]),
+        auth(),
     )
     .await
     .expect("the stack starts");
     let upload = format!("http://127.0.0.1:{}", stack.upload.port);
     let dashboard = format!("http://127.0.0.1:{}", stack.dashboard.port);
-    let http = reqwest::Client::new();
+    let http = client();
 
     let (mut live, snapshot) = live_feed(stack.dashboard.port).await;
     assert_eq!(snapshot["summary"]["counted_total"], 0);
@@ -155,16 +156,25 @@ async fn every_service_answers_its_probes_and_metrics() {
         dashboard_config(&data, 0),
         predict_config(&[]),
         upload_config(&[]),
+        auth(),
     )
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = client();
     for (service, port, metric) in [
-        ("upload", stack.upload.port, "upload_requests_refused_total"),
-        ("predict", stack.predict.port, "predict_inference_waiting"),
+        (
+            "upload",
+            stack.upload.metrics_port,
+            "upload_requests_refused_total",
+        ),
+        (
+            "predict",
+            stack.predict.metrics_port,
+            "predict_inference_waiting",
+        ),
         (
             "dashboard",
-            stack.dashboard.port,
+            stack.dashboard.metrics_port,
             "dashboard_events_stored_total",
         ),
     ] {
@@ -194,6 +204,25 @@ async fn every_service_answers_its_probes_and_metrics() {
             text.contains(metric),
             "{service} metrics lack {metric}:\n{text}"
         );
+    }
+    // Nothing private on the public ports: no metrics, no readiness details.
+    for (service, port) in [
+        ("upload", stack.upload.port),
+        ("predict", stack.predict.port),
+        ("dashboard", stack.dashboard.port),
+    ] {
+        let response = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            404,
+            "{service} serves /metrics on its public port"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "not_found");
     }
     std::fs::remove_dir_all(data).ok();
 }

@@ -8,15 +8,12 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_with_retry_after() {
-    let predict = start_predict(predict_config(&[
-        "--inference-workers",
-        "1",
-        "--inference-queue",
-        "1",
-        // No dashboard: events wait in the outbox, which does not slow counting.
-        "--dashboard-ingest-url",
-        "ws://127.0.0.1:9/ws/ingest",
-    ]))
+    let (dashboard, data) = start_test_dashboard("overload").await;
+    let mut flags = predict_flags_for(&dashboard);
+    flags.extend(["--inference-workers", "1", "--inference-queue", "1"].map(String::from));
+    let predict = start_predict(predict_config(
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
     .await
     .unwrap();
     let url = format!(
@@ -24,7 +21,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
         predict.port
     );
     let photo = evalset_photo("shtb_train_15.jpg");
-    let http = reqwest::Client::new();
+    let http = client();
     // Eight at once: one runs, one waits, the others are refused.
     let requests = (0..8).map(|_| {
         let request = http
@@ -54,4 +51,6 @@ async fn a_full_queue_answers_503_with_retry_after() {
         "the rest are refused: {counted} counted, {refused} refused"
     );
     assert_eq!(counted + refused, 8);
+    dashboard.stop().await.unwrap();
+    std::fs::remove_dir_all(data).ok();
 }

@@ -26,7 +26,7 @@ async fn metric(port: u16, name: &str) -> f64 {
 }
 
 async fn upload_raw(upload_port: u16, photo: &[u8]) -> reqwest::Response {
-    reqwest::Client::new()
+    client()
         .post(format!(
             "http://127.0.0.1:{upload_port}/api/v1/cameras/gate/photos"
         ))
@@ -39,11 +39,12 @@ async fn upload_raw(upload_port: u16, photo: &[u8]) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photos_reach_every_predict_replica_behind_a_service() {
-    // No dashboard: events wait in the outboxes, which does not slow counting.
-    let no_dashboard = ["--dashboard-ingest-url", "ws://127.0.0.1:9/ws/ingest"];
+    let (dashboard, data) = start_test_dashboard("spreading").await;
+    let flags = predict_flags_for(&dashboard);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let replicas = [
-        start_predict(predict_config(&no_dashboard)).await.unwrap(),
-        start_predict(predict_config(&no_dashboard)).await.unwrap(),
+        start_predict(predict_config(&flags)).await.unwrap(),
+        start_predict(predict_config(&flags)).await.unwrap(),
     ];
     let service = ServiceProxy::start(&[replicas[0].port, replicas[1].port]).await;
     let predict_url = format!("http://127.0.0.1:{}", service.port);
@@ -57,7 +58,7 @@ async fn photos_reach_every_predict_replica_behind_a_service() {
     }
     let mut counted = Vec::new();
     for replica in &replicas {
-        counted.push(metric(replica.port, "predict_photos_counted_total").await);
+        counted.push(metric(replica.metrics_port, "predict_photos_counted_total").await);
     }
     println!("photos counted per predict replica: {counted:?}");
     assert_eq!(counted.iter().sum::<f64>(), PHOTOS as f64);
@@ -65,6 +66,8 @@ async fn photos_reach_every_predict_replica_behind_a_service() {
         counted.iter().all(|&n| n > 0.0),
         "a kept-alive connection would send every photo to one replica: {counted:?}"
     );
+    dashboard.stop().await.unwrap();
+    std::fs::remove_dir_all(data).ok();
 }
 
 /// A fake image-predict: answers 503 `overloaded` to the first `busy_answers` requests, then a
@@ -127,7 +130,7 @@ async fn a_503_is_retried_once_on_a_new_connection() {
     assert_eq!(ports.len(), 2, "one retry");
     assert_ne!(ports[0], ports[1], "the retry uses a new connection");
     assert_eq!(
-        metric(upload.port, "upload_predict_retries_total").await,
+        metric(upload.metrics_port, "upload_predict_retries_total").await,
         1.0
     );
 
@@ -160,7 +163,7 @@ async fn a_refused_connection_is_retried_once() {
         "predict_unavailable"
     );
     assert_eq!(
-        metric(upload.port, "upload_predict_retries_total").await,
+        metric(upload.metrics_port, "upload_predict_retries_total").await,
         1.0
     );
 }

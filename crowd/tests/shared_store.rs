@@ -40,7 +40,7 @@ struct Accepted {
 }
 
 async fn upload_photo(upload_port: u16, camera: &str, photo: &str) -> Accepted {
-    let response = reqwest::Client::new()
+    let response = client()
         .post(format!("http://127.0.0.1:{upload_port}/upload"))
         .multipart(photo_form(camera, evalset_photo(photo)))
         .send()
@@ -140,12 +140,19 @@ async fn photo_etag(port: u16, camera: &str) -> String {
     response.headers()["etag"].to_str().unwrap().to_owned()
 }
 
-/// image-predict pushing to the dashboards through `service`, and image-upload in front of it.
+/// image-predict pushing to the dashboards' ingest listeners through `service`, and image-upload
+/// in front of it.
 async fn predict_and_upload(service: &ServiceProxy) -> (Running, Running) {
-    let ingest = format!("ws://127.0.0.1:{}/ws/ingest", service.port);
-    let predict = start_predict(predict_config(&["--dashboard-ingest-url", &ingest]))
-        .await
-        .unwrap();
+    let ingest = ingest_url(service.port);
+    let internal = format!("http://127.0.0.1:{}", service.port);
+    let predict = start_predict(predict_config(&[
+        "--dashboard-ingest-url",
+        &ingest,
+        "--dashboard-internal-url",
+        &internal,
+    ]))
+    .await
+    .unwrap();
     let predict_url = format!("http://127.0.0.1:{}", predict.port);
     let upload = start_upload(upload_config(&["--predict-url", &predict_url]))
         .await
@@ -179,7 +186,7 @@ async fn every_replica_shows_every_event_and_a_late_replica_catches_up() {
     let second = start_dashboard(shared_dashboard_config(&redis.url(), prefix, 0))
         .await
         .unwrap();
-    let service = ServiceProxy::start(&[first.port, second.port]).await;
+    let service = ServiceProxy::start(&[first.ingest_port, second.ingest_port]).await;
     let (_predict, upload) = predict_and_upload(&service).await;
     let (mut live_first, _) = live_feed(first.port).await;
     let (mut live_second, _) = live_feed(second.port).await;
@@ -274,7 +281,8 @@ async fn killing_the_replica_predict_talks_to_loses_and_doubles_nothing() {
             .unwrap(),
     ];
     let ports = [replicas[0].port, replicas[1].port];
-    let service = ServiceProxy::start(&ports).await;
+    let metrics_ports = [replicas[0].metrics_port, replicas[1].metrics_port];
+    let service = ServiceProxy::start(&[replicas[0].ingest_port, replicas[1].ingest_port]).await;
     let (predict, upload) = predict_and_upload(&service).await;
     // A browser on each replica; the one on the killed replica goes with it.
     let mut browsers = vec![live_feed(ports[0]).await.0, live_feed(ports[1]).await.0];
@@ -290,7 +298,7 @@ async fn killing_the_replica_predict_talks_to_loses_and_doubles_nothing() {
             // accepted: its event is then in flight, just stored, or just acknowledged.
             let connected = loop {
                 let mut connected = None;
-                for (index, port) in ports.iter().enumerate() {
+                for (index, port) in metrics_ports.iter().enumerate() {
                     if metric(*port, "dashboard_ingest_connections").await == 1.0 {
                         connected = Some(index);
                     }
@@ -325,11 +333,15 @@ async fn killing_the_replica_predict_talks_to_loses_and_doubles_nothing() {
     expected.sort();
     assert_eq!(ids, expected, "the browser saw each event exactly once");
     assert_eq!(
-        metric(predict.port, "predict_dashboard_events_unacknowledged").await,
+        metric(
+            predict.metrics_port,
+            "predict_dashboard_events_unacknowledged"
+        )
+        .await,
         0.0
     );
     assert!(
-        metric(predict.port, "predict_dashboard_reconnects_total").await >= 1.0,
+        metric(predict.metrics_port, "predict_dashboard_reconnects_total").await >= 1.0,
         "image-predict moved to the surviving replica"
     );
 
@@ -351,8 +363,8 @@ async fn killing_the_replica_predict_talks_to_loses_and_doubles_nothing() {
         "killed the replica on port {killed_port} after {KILL_AFTER} of {PHOTOS} uploads; \
          people counted {total}; duplicates recognised by the survivor: {}; \
          predict reconnects: {}",
-        metric(survivor.port, "dashboard_events_duplicate_total").await,
-        metric(predict.port, "predict_dashboard_reconnects_total").await
+        metric(survivor.metrics_port, "dashboard_events_duplicate_total").await,
+        metric(predict.metrics_port, "predict_dashboard_reconnects_total").await
     );
 }
 
@@ -363,7 +375,7 @@ async fn history_survives_a_redis_crash_with_the_append_only_file() {
     let dashboard = start_dashboard(shared_dashboard_config(&redis.url(), prefix, 0))
         .await
         .unwrap();
-    let service = ServiceProxy::start(&[dashboard.port]).await;
+    let service = ServiceProxy::start(&[dashboard.ingest_port]).await;
     let (_predict, upload) = predict_and_upload(&service).await;
     let summary_url = format!("http://127.0.0.1:{}/api/v1/summary", dashboard.port);
 
@@ -412,14 +424,11 @@ fn tiny_jpeg() -> Vec<u8> {
     jpeg
 }
 
-/// Sends one event frame on `/ws/ingest` as image-predict does and returns the reply.
-async fn send_event(port: u16, frame: &Bytes) -> Value {
+/// Sends one event frame on the ingest listener as image-predict does and returns the reply.
+async fn send_event(ingest_port: u16, frame: &Bytes) -> Value {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/ingest"))
-            .await
-            .unwrap();
+    let mut socket = ingest_socket(ingest_port).await;
     socket.send(Message::Binary(frame.clone())).await.unwrap();
     loop {
         match socket.next().await.expect("a reply").unwrap() {
@@ -442,9 +451,9 @@ async fn an_event_stored_by_one_replica_and_resent_to_another_counts_once() {
         .await
         .unwrap();
     let frame =
-        common::wire::encode_event_frame(&event("resent-1", "gate", 7, 1_000), &tiny_jpeg());
+        common::wire::encode_event_frame(&event("resent-1", "gate", 7, 1_000), None, &tiny_jpeg());
 
-    assert_eq!(send_event(a.port, &frame).await["type"], "ack");
+    assert_eq!(send_event(a.ingest_port, &frame).await["type"], "ack");
     // Stored: B shows it too, before the resend.
     wait_for_json(
         &format!("http://127.0.0.1:{}/api/v1/summary", b.port),
@@ -452,14 +461,17 @@ async fn an_event_stored_by_one_replica_and_resent_to_another_counts_once() {
     )
     .await;
     assert_eq!(
-        send_event(b.port, &frame).await,
-        serde_json::json!({"type": "ack", "id": "resent-1"})
+        send_event(b.ingest_port, &frame).await,
+        serde_json::json!({"type": "ack", "id": "resent-1", "duplicate": true})
     );
     assert_eq!(
-        metric(b.port, "dashboard_events_duplicate_total").await,
+        metric(b.metrics_port, "dashboard_events_duplicate_total").await,
         1.0
     );
-    assert_eq!(metric(b.port, "dashboard_events_stored_total").await, 0.0);
+    assert_eq!(
+        metric(b.metrics_port, "dashboard_events_stored_total").await,
+        0.0
+    );
     for port in [a.port, b.port] {
         let summary = get_json(&format!("http://127.0.0.1:{port}/api/v1/summary")).await;
         assert_eq!(summary["photos_total"], 1);
@@ -473,7 +485,9 @@ fn event(id: &str, camera: &str, count: u32, timestamp_ms: i64) -> CountEvent {
         camera: camera.into(),
         count,
         timestamp_ms,
+        counted_at_ms: timestamp_ms,
         model: "test".into(),
+        zones: Vec::new(),
     }
 }
 
@@ -482,6 +496,10 @@ fn settings(prefix: &str, stream_max_len: u64) -> SharedStoreSettings {
         key_prefix: prefix.into(),
         stream_max_len,
         id_memory: Duration::from_secs(3600),
+        rollup_memory: Duration::from_secs(86_400),
+        photos_per_camera: 4,
+        password: None,
+        ca_file: None,
     }
 }
 
@@ -498,8 +516,8 @@ async fn two_replicas_storing_the_same_resent_event_count_it_once() {
     for i in 0..50 {
         let resent = event(&format!("e-{i}"), "cam", 2, 1_000 + i);
         let (a, b) = tokio::join!(
-            first.insert(&resent, &thumbnail),
-            second.insert(&resent, &thumbnail)
+            first.insert(&resent, &thumbnail, None),
+            second.insert(&resent, &thumbnail, None)
         );
         let mut outcomes = [a.unwrap(), b.unwrap()];
         outcomes.sort_by_key(|o| *o == Inserted::Duplicate);
@@ -507,7 +525,11 @@ async fn two_replicas_storing_the_same_resent_event_count_it_once() {
     }
     // A late, older event counts but does not replace the newest photo.
     first
-        .insert(&event("old", "cam", 5, 10), &Bytes::from_static(b"old"))
+        .insert(
+            &event("old", "cam", 5, 10),
+            &Bytes::from_static(b"old"),
+            None,
+        )
         .await
         .unwrap();
     let snapshot = second.snapshot(0).await.unwrap();
@@ -525,7 +547,7 @@ async fn two_replicas_storing_the_same_resent_event_count_it_once() {
     let mut reader = first.log_reader().await.unwrap();
     let position = snapshot.log_position.unwrap();
     second
-        .insert(&event("next", "cam", 3, 9_999), &thumbnail)
+        .insert(&event("next", "cam", 3, 9_999), &thumbnail, None)
         .await
         .unwrap();
     let entries = reader.read_after(&position).await.unwrap();
@@ -546,7 +568,11 @@ async fn totals_outlive_the_stream_retention() {
     let thumbnail = Bytes::from_static(b"\xFF\xD8\xFFjpeg");
     for i in 0..300 {
         store
-            .insert(&event(&format!("r-{i}"), "cam", 1, 1_000 + i), &thumbnail)
+            .insert(
+                &event(&format!("r-{i}"), "cam", 1, 1_000 + i),
+                &thumbnail,
+                None,
+            )
             .await
             .unwrap();
     }
@@ -560,7 +586,7 @@ async fn totals_outlive_the_stream_retention() {
     // A resend of a trimmed event is still recognised.
     assert_eq!(
         store
-            .insert(&event("r-0", "cam", 1, 1_000), &thumbnail)
+            .insert(&event("r-0", "cam", 1, 1_000), &thumbnail, None)
             .await
             .unwrap(),
         Inserted::Duplicate

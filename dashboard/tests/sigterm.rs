@@ -15,10 +15,17 @@ fn temp_data_dir(name: &str) -> PathBuf {
 }
 
 fn start(data_dir: &Path) -> ServiceProcess {
-    ServiceProcess::start(
+    ServiceProcess::start_listening(
         env!("CARGO_BIN_EXE_dashboard"),
-        "DASHBOARD_ADDR",
-        &[("DASHBOARD_DATA_DIR", data_dir.to_str().unwrap())],
+        &[
+            "DASHBOARD_ADDR",
+            "DASHBOARD_INGEST_ADDR",
+            "DASHBOARD_METRICS_ADDR",
+        ],
+        &[
+            ("DASHBOARD_DATA_DIR", data_dir.to_str().unwrap()),
+            ("INGEST_TOKEN", "sigterm-test-token-0123456789"),
+        ],
         Duration::from_secs(30),
     )
 }

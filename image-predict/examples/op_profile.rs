@@ -3,10 +3,13 @@
 //! slowest nodes (medians over the runs).
 //!
 //! ```sh
-//! cargo run --release -p image-predict --example op_profile -- centernet [RUNS]
+//! cargo run --release -p image-predict --example op_profile -- centernet [RUNS] [own|tract]
 //! cargo run --release -p image-predict --example op_profile -- centernet-published [RUNS]
-//! cargo run --release -p image-predict --example op_profile -- csrnet [RUNS]
+//! cargo run --release -p image-predict --example op_profile -- csrnet [RUNS] [WxH] [own|tract]
 //! ```
+//!
+//! CSRNet's default size is 576x768, the tile a 1024x768 photo is counted in; `tract` profiles
+//! it on tract's kernels only (without ours).
 //!
 //! tract has a profiler in its command-line tool; this example profiles the graph exactly as
 //! the service builds it (same pruning, same input shape), which the command line cannot.
@@ -15,11 +18,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use clap::Parser;
+use image_predict::configuration::ModelConfig;
 use image_predict::model::centernet::{CenterNet, INPUT_SIDE};
-use image_predict::model::csrnet::CsrNet;
+use image_predict::model::csrnet::{CsrNet, DensitySettings, Kernels};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::SimpleState;
 use tract_onnx::tract_core::plan::eval as eval_node;
+
+/// The service's model settings with their defaults.
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    model: ModelConfig,
+}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -30,7 +42,12 @@ fn main() -> anyhow::Result<()> {
     let side = INPUT_SIDE as usize;
     let (plan, input_shape) = match which.as_str() {
         "centernet" => {
-            let (graph, shape) = CenterNet::optimised_graph(&detector)?;
+            let kernels = match args.next().as_deref() {
+                None | Some("own") => Kernels::Own,
+                Some("tract") => Kernels::Tract,
+                Some(other) => anyhow::bail!("kernels {other}: own or tract"),
+            };
+            let (graph, shape) = CenterNet::optimised_graph(&detector, kernels)?;
             (graph.into_runnable()?, shape)
         }
         "centernet-published" => (
@@ -38,8 +55,28 @@ fn main() -> anyhow::Result<()> {
             vec![1, side, side, 3],
         ),
         "csrnet" => {
-            let (graph, shape) = CsrNet::optimised_graph(&models.join("csrnet/csrnet.onnx"), 448)?;
-            (graph.into_runnable()?, shape)
+            let size = args.next().unwrap_or_else(|| "576x768".into());
+            let (width, height) = size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("size {size}: expected WIDTHxHEIGHT"))?;
+            let kernels = match args.next().as_deref() {
+                None | Some("own") => Kernels::Own,
+                Some("tract") => Kernels::Tract,
+                Some(other) => anyhow::bail!("kernels {other}: own or tract"),
+            };
+            let settings = DensitySettings {
+                kernels,
+                ..Defaults::parse_from(["op_profile"])
+                    .model
+                    .density_settings()
+            };
+            let model = CsrNet::load(&models.join("csrnet/csrnet.onnx"), settings)?;
+            let shape = vec![1, 3, height as usize, width as usize];
+            (
+                model.optimised_graph(width, height)?.into_runnable()?,
+                shape,
+            )
         }
         other => anyhow::bail!("unknown model {other}: centernet, centernet-published or csrnet"),
     };

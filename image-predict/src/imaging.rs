@@ -12,13 +12,21 @@ use image::{
     Rgb, RgbImage,
 };
 
-use crate::model::{Counted, DensityMap};
+use common::zones::Zone;
+
+use crate::model::{Counted, DensityMap, Method};
 
 /// The long side of the thumbnail pushed to the dashboard.
 pub const THUMBNAIL_MAX_SIDE: u32 = 640;
 const THUMBNAIL_JPEG_QUALITY: u8 = 80;
 const BOX_COLOUR: Rgb<u8> = Rgb([255, 64, 32]);
-const HEAT_MAX_ALPHA: f32 = 0.7;
+const ZONE_COLOUR: Rgb<u8> = Rgb([0, 229, 255]);
+const HEAT_MAX_ALPHA: f32 = 0.85;
+/// The photo under the heat is shown at this share of its brightness, in grey, so that the
+/// heat's colours are not confused with the scene's.
+const UNDER_HEAT_BRIGHTNESS: f32 = 0.55;
+/// Density below this share of the map's high level is left uncoloured.
+const HEAT_FLOOR: f32 = 0.03;
 
 /// A photo decoded upright.
 #[derive(Debug)]
@@ -226,12 +234,19 @@ pub fn fit_within(photo: &RgbImage, max_side: u32) -> RgbImage {
     resize_rgb(photo, width, height)
 }
 
-/// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined.
-pub fn annotated_thumbnail(photo: &RgbImage, counted: &Counted) -> Vec<u8> {
+/// A JPEG of `photo` at most [`THUMBNAIL_MAX_SIDE`] on its long side, with each box outlined
+/// (detector counts) or the density as heat (density counts), and the camera's zones drawn.
+pub fn annotated_thumbnail(photo: &RgbImage, counted: &Counted, zones: &[Zone]) -> Vec<u8> {
     let mut thumb = fit_within(photo, THUMBNAIL_MAX_SIDE);
-    match &counted.density {
-        Some(map) => overlay_density(&mut thumb, map),
-        None => draw_boxes(&mut thumb, &counted.boxes),
+    if let Some(map) = &counted.density {
+        overlay_density(&mut thumb, map);
+    }
+    // The density method's count is the map alone; its boxes (the detector's look) are not drawn.
+    if counted.method != Method::Density {
+        draw_boxes(&mut thumb, &counted.boxes);
+    }
+    for zone in zones {
+        draw_polygon(&mut thumb, &zone.points, ZONE_COLOUR);
     }
     // jpeg-encoder rather than `image`'s encoder: with SIMD, 2.3 against 7.2 ms for a 640x480
     // thumbnail here, and a smaller file (74 against 91 kB at the same quality setting).
@@ -260,26 +275,84 @@ fn draw_boxes(thumb: &mut RgbImage, boxes: &[PersonBox]) {
     }
 }
 
-/// Blends the density map over the thumbnail as heat: transparent where nobody is, up to
-/// [`HEAT_MAX_ALPHA`] of the heat colour where the map peaks. The map is stretched to the
-/// thumbnail (its last cells may reach a few pixels past the photo's edge).
+/// The density map as heat over the thumbnail: the photo in darkened grey, and over it a
+/// colour ramp from transparent violet (few people) through red and orange to yellow (the
+/// densest cells), scaled to the map's 98th percentile so that a few hot cells do not wash the
+/// rest out. The map is stretched to the thumbnail (its last cells may reach a few pixels past
+/// the photo's edge).
 fn overlay_density(thumb: &mut RgbImage, map: &DensityMap) {
-    let peak = map.values.iter().copied().fold(0.0f32, f32::max);
-    if peak <= 0.0 || map.columns == 0 || map.rows == 0 {
+    let mut positive: Vec<f32> = map.values.iter().copied().filter(|&v| v > 0.0).collect();
+    if positive.is_empty() || map.columns == 0 || map.rows == 0 {
         return;
     }
+    positive.sort_by(f32::total_cmp);
+    let high = positive[(positive.len() * 98 / 100).min(positive.len() - 1)].max(f32::MIN_POSITIVE);
     let cells: ImageBuffer<Luma<f32>, Vec<f32>> =
         ImageBuffer::from_fn(map.columns, map.rows, |x, y| {
-            Luma([(map.values[(y * map.columns + x) as usize] / peak).clamp(0.0, 1.0)])
+            Luma([(map.values[(y * map.columns + x) as usize] / high).clamp(0.0, 1.0)])
         });
     let heat = imageops::resize(&cells, thumb.width(), thumb.height(), FilterType::Triangle);
     for (pixel, level) in thumb.pixels_mut().zip(heat.pixels()) {
+        let [r, g, b] = pixel.0.map(f32::from);
+        let grey = (0.299 * r + 0.587 * g + 0.114 * b) * UNDER_HEAT_BRIGHTNESS;
         let t = level[0].clamp(0.0, 1.0);
-        let alpha = HEAT_MAX_ALPHA * t;
-        // From orange at low density to yellow-white at the peak.
-        let colour = [255.0, 96.0 + 159.0 * t, 32.0 + 160.0 * t * t];
+        let (colour, alpha) = if t < HEAT_FLOOR {
+            ([grey; 3], 0.0)
+        } else {
+            (heat_colour(t), HEAT_MAX_ALPHA * (0.35 + 0.65 * t))
+        };
         for (channel, c) in pixel.0.iter_mut().zip(colour) {
-            *channel = (f32::from(*channel) * (1.0 - alpha) + c * alpha).round() as u8;
+            *channel = (grey * (1.0 - alpha) + c * alpha).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// A colour for density level `t` (0..1), on a violet, red, orange, yellow ramp (after the
+/// "inferno" colour map: readable in grey as well, as it brightens steadily).
+fn heat_colour(t: f32) -> [f32; 3] {
+    const STOPS: [(f32, [f32; 3]); 5] = [
+        (0.0, [80.0, 18.0, 123.0]),
+        (0.35, [182.0, 54.0, 121.0]),
+        (0.6, [251.0, 113.0, 38.0]),
+        (0.85, [252.0, 196.0, 52.0]),
+        (1.0, [252.0, 255.0, 164.0]),
+    ];
+    let upper = STOPS
+        .iter()
+        .position(|(at, _)| *at >= t)
+        .unwrap_or(STOPS.len() - 1)
+        .max(1);
+    let ((a, ca), (b, cb)) = (STOPS[upper - 1], STOPS[upper]);
+    let f = ((t - a) / (b - a)).clamp(0.0, 1.0);
+    std::array::from_fn(|i| ca[i] + (cb[i] - ca[i]) * f)
+}
+
+/// Outlines a polygon given in fractions of the image (a zone), 2 px or more wide.
+fn draw_polygon(image: &mut RgbImage, points: &[[f32; 2]], colour: Rgb<u8>) {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let thickness = (image.width().max(image.height()) / 320).max(2) as i64;
+    for i in 0..points.len() {
+        let [x1, y1] = points[i];
+        let [x2, y2] = points[(i + 1) % points.len()];
+        let (ax, ay, bx, by) = (x1 * w, y1 * h, x2 * w, y2 * h);
+        let steps = ((bx - ax).abs().max((by - ay).abs()).ceil() as usize).max(1);
+        for s in 0..=steps {
+            let f = s as f32 / steps as f32;
+            let (x, y) = ((ax + (bx - ax) * f) as i64, (ay + (by - ay) * f) as i64);
+            draw_rectangle_filled(
+                image,
+                (x - thickness / 2, y - thickness / 2, thickness),
+                colour,
+            );
+        }
+    }
+}
+
+fn draw_rectangle_filled(image: &mut RgbImage, (x, y, side): (i64, i64, i64), colour: Rgb<u8>) {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    for yy in y.max(0)..(y + side).min(h) {
+        for xx in x.max(0)..(x + side).min(w) {
+            image.put_pixel(xx as u32, yy as u32, colour);
         }
     }
 }
@@ -487,7 +560,7 @@ mod tests {
             y2: 0.75,
             score: 0.9,
         }];
-        let jpeg = annotated_thumbnail(&photo, &counted(boxes.to_vec(), None));
+        let jpeg = annotated_thumbnail(&photo, &counted(boxes.to_vec(), None), &[]);
         let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
         assert_eq!(thumb.dimensions(), (640, 480));
         // On the box's top edge the pixel is the box colour (JPEG-approximately); inside it is black.
@@ -508,6 +581,7 @@ mod tests {
             reason: String::new(),
             model: "test",
             candidate_heads: 0,
+            glance_people: None,
             boxes,
             density,
             preprocess_ms: 0.0,
@@ -524,6 +598,7 @@ mod tests {
             columns: 8,
             rows: 4,
             values: (0..32).map(|i| if i % 8 < 4 { 2.0 } else { 0.0 }).collect(),
+            cell_fraction: (1.0 / 8.0, 1.0 / 4.0),
         };
         let box_far_right = PersonBox {
             x1: 0.9,
@@ -532,7 +607,7 @@ mod tests {
             y2: 0.9,
             score: 0.9,
         };
-        let jpeg = annotated_thumbnail(&photo, &counted(vec![box_far_right], Some(map)));
+        let jpeg = annotated_thumbnail(&photo, &counted(vec![box_far_right], Some(map)), &[]);
         let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
         assert_eq!(thumb.dimensions(), (640, 320));
         let hot = thumb.get_pixel(80, 160);
@@ -544,6 +619,34 @@ mod tests {
             no_box[0] < 40,
             "boxes are not drawn on a density thumbnail: {no_box:?}"
         );
+    }
+
+    /// The heat ramp brightens steadily (readable in grey too) and ends in pale yellow.
+    #[test]
+    fn the_heat_ramp_brightens_steadily() {
+        let luma = |[r, g, b]: [f32; 3]| 0.299 * r + 0.587 * g + 0.114 * b;
+        let levels: Vec<f32> = (0..=20)
+            .map(|i| luma(heat_colour(i as f32 / 20.0)))
+            .collect();
+        assert!(levels.windows(2).all(|w| w[1] > w[0]), "{levels:?}");
+        assert_eq!(heat_colour(1.0), [252.0, 255.0, 164.0]);
+    }
+
+    #[test]
+    fn zones_are_outlined() {
+        let photo = RgbImage::from_pixel(640, 480, Rgb([0, 0, 0]));
+        let zone = Zone {
+            name: "door".into(),
+            points: vec![[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]],
+        };
+        let jpeg = annotated_thumbnail(&photo, &counted(Vec::new(), None), &[zone]);
+        let thumb = image::load_from_memory(&jpeg).unwrap().into_rgb8();
+        let edge = thumb.get_pixel(320, 120);
+        assert!(
+            edge[1] > 150 && edge[2] > 150 && edge[0] < 100,
+            "zone edge {edge:?}"
+        );
+        assert!(thumb.get_pixel(320, 240)[1] < 40, "inside untouched");
     }
 
     #[test]

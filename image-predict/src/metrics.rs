@@ -16,6 +16,8 @@ pub struct PredictMetrics {
     pub decode_seconds: Histogram,
     pub inference_seconds: Histogram,
     pub refused: IntCounterVec,
+    /// Uploads answered with the stored answer of an earlier one (same idempotency key).
+    pub replayed: IntCounter,
     pub pool: PoolGauges,
     pub link: LinkMetrics,
 }
@@ -47,6 +49,10 @@ impl PredictMetrics {
             ),
             decode_seconds: seconds("predict_decode_seconds", "Time to decode a photo."),
             inference_seconds: seconds("predict_inference_seconds", "Time in the model per photo."),
+            replayed: counter(
+                "predict_answers_replayed_total",
+                "Uploads answered with the stored answer of an earlier upload with the same idempotency key.",
+            ),
             refused: register(
                 registry,
                 IntCounterVec::new(
@@ -89,6 +95,10 @@ impl PredictMetrics {
                 dropped: counter(
                     "predict_dashboard_events_dropped_total",
                     "Events dropped because the outbox was full while the dashboard was away.",
+                ),
+                not_stored: counter(
+                    "predict_counts_not_stored_total",
+                    "Counts the dashboard did not acknowledge in time (answered 503 count_not_stored).",
                 ),
                 reconnects: counter(
                     "predict_dashboard_reconnects_total",

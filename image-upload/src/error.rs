@@ -9,6 +9,8 @@ use common::validate::InputError;
 pub enum UploadError {
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Auth(#[from] common::auth::AuthError),
     #[error("image-predict is unreachable: {0}")]
     PredictUnavailable(String),
     #[error("image-predict did not answer within {0} seconds")]
@@ -21,6 +23,7 @@ impl UploadError {
     pub fn code(&self) -> &'static str {
         match self {
             UploadError::Input(e) => e.code(),
+            UploadError::Auth(e) => e.code(),
             UploadError::PredictUnavailable(_) => "predict_unavailable",
             UploadError::PredictTimeout(_) => "predict_timeout",
             UploadError::PredictFailed(_) => "predict_failed",
@@ -32,6 +35,7 @@ impl ResponseError for UploadError {
     fn status_code(&self) -> StatusCode {
         match self {
             UploadError::Input(e) => e.status_code(),
+            UploadError::Auth(e) => e.status_code(),
             UploadError::PredictUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::PredictTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             UploadError::PredictFailed(_) => StatusCode::BAD_GATEWAY,
@@ -39,6 +43,9 @@ impl ResponseError for UploadError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        json_error(self.status_code(), self.code(), self.to_string())
+        match self {
+            UploadError::Auth(e) => e.error_response(),
+            _ => json_error(self.status_code(), self.code(), self.to_string()),
+        }
     }
 }

@@ -14,6 +14,8 @@ pub struct UploadMetrics {
     pub predict_seconds: Histogram,
     /// Photos sent to image-predict a second time, after a 503 or a refused connection.
     pub predict_retries: IntCounter,
+    /// Uploads refused by a key's rate limit, by key id.
+    pub rate_limited: IntCounterVec,
 }
 
 impl UploadMetrics {
@@ -48,6 +50,17 @@ impl UploadMetrics {
                         .buckets(exponential_buckets(0.01, 2.0, 12).expect("valid buckets")),
                 )
                 .expect("valid histogram"),
+            ),
+            rate_limited: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "upload_rate_limited_total",
+                        "Uploads refused by their camera key's rate limit (429), by key id.",
+                    ),
+                    &["key"],
+                )
+                .expect("valid counter vec"),
             ),
             predict_retries: register(
                 registry,

@@ -25,7 +25,7 @@ pub async fn live(
         let mut updates = state.subscribe();
         let to_json = |m: &LiveMessage| serde_json::to_string(m).expect("serialisable");
         let mut ok = session
-            .text(to_json(&state.snapshot_message()))
+            .text(to_json(&state.snapshot_message().await))
             .await
             .is_ok();
         let mut ticker = tokio::time::interval(TOTALS_EVERY);
@@ -34,7 +34,7 @@ pub async fn live(
             ok = tokio::select! {
                 update = updates.recv() => match update {
                     Ok(json) => session.text(json.to_string()).await.is_ok(),
-                    Err(RecvError::Lagged(_)) => session.text(to_json(&state.snapshot_message())).await.is_ok(),
+                    Err(RecvError::Lagged(_)) => session.text(to_json(&state.snapshot_message().await)).await.is_ok(),
                     Err(RecvError::Closed) => false,
                 },
                 incoming = stream.recv() => match incoming {

@@ -16,10 +16,32 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../../../static/dashboard.css"),
     ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../static/common.js"),
+    ),
+    (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../static/chart.js"),
+    ),
+    (
+        "overview.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../static/overview.js"),
+    ),
+    (
+        "camera.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../static/camera.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../../static/dashboard.html");
 
+/// `GET /` and `GET /cameras/{camera}`: the page (it shows the overview or the camera's own
+/// page from its URL).
 pub async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -29,12 +29,31 @@ pub const TILE_MIN_OVERLAP: u32 = 64;
 /// far too weak to count as a person, but in a dense crowd there are hundreds of them.
 pub const CANDIDATE_HEAD_SCORE: f32 = 0.05;
 
-/// With `--counting auto`, a photo with at least this many candidate heads is a dense crowd and
-/// the density model counts it. Measured with tract: street scenes 29-179, dense crowds 400 and
-/// 560; 260 lies near the geometric middle of the gap (179 x 1.45 = 260 = 400 / 1.54).
-pub const DENSE_MIN_CANDIDATE_HEADS: u32 = 260;
+/// With `--counting auto`, a photo whose density glance counts at least this many people is a
+/// crowd, counted by fusion (boxes plus the density outside them). On the 41 labelled photos of
+/// `../shared/evalset/dev` and `crowds`, at the glance side below, the glance saw at most 28
+/// people on the 21 photos with 50 people or fewer (street scenes, a shopping mall's camera) and
+/// at least 52 on the 20 with more (66-3406 people); 38 is the gap's geometric middle
+/// (sqrt(28.3 x 52.3)), and any value from 29 to 52 makes the same choices on those photos.
+pub const DENSE_MIN_GLANCE_PEOPLE: f32 = 38.0;
 
-/// The density model sees the photo letterboxed into a square of this side. Measured with tract
-/// on the two dense crowds (docs/calibration.md): 448 px +5.9% and +6.8% of the truth in 2.9 s,
-/// 512 px +8.9% and +10.4% in 3.9 s, 576 px +11.1% and +11.1% in 5.0 s.
-pub const DENSITY_INPUT_SIDE: u32 = 448;
+/// The density glance: the whole photo with its long side scaled to this many pixels. 224 and
+/// 160 were compared on the 41 photos (docs/calibration.md): both separate the two groups (gaps
+/// 37-63 and 28-52 people, ratios 1.7 and 1.85), and 160 costs half the pixels (street median
+/// 442 -> 362 ms in `crowd eval` on that run's machine).
+pub const GLANCE_SIDE: u32 = 160;
+
+/// The density model counts a crowd at the photo's own resolution (ShanghaiTech A, on which it
+/// was trained, is about 1024 px wide), scaled down only beyond this many pixels (1024 x 1024).
+/// Scales of 0.5 to 2 were compared on the 16 crowds of 100 or more people (docs/calibration.md).
+pub const DENSITY_MAX_PIXELS: u64 = 1 << 20;
+
+/// A density tile's input holds at most this many pixels (724 x 724): a 1024 x 768 photo is
+/// counted in 2 tiles of 576 x 768. Against 1 << 18 (2 x 2 tiles of 576 x 448, 31 % of the
+/// pixels computed twice in the margins) on the two dense dev photos: 7.9 -> 5.9 s and
+/// 6.3 -> 5.5 s, peak memory of `crowd eval` 421 -> 608 MB; counts 249 and 469 -> 249 and 467.
+pub const DENSITY_TILE_MAX_PIXELS: u64 = 1 << 19;
+
+/// Context a density tile sees beyond the cells it owns, pixels. With 64, the tiled count of
+/// each of the 16 crowds was within 0.9 % of the count of the whole photo in one run.
+pub const DENSITY_TILE_MARGIN: u32 = 64;

@@ -29,6 +29,8 @@ use tract_onnx::prelude::*;
 
 use crate::imaging::resize_rgb;
 
+use super::csrnet::Kernels;
+use super::kernels::ops::use_strided_depthwise;
 use super::non_maximum_suppression;
 use super::rewrites;
 use super::tiling::{self, Tile};
@@ -66,6 +68,8 @@ pub struct DetectorSettings {
     pub min_overlap: u32,
     /// Heatmap peaks at least this high are counted as candidate heads.
     pub candidate_score: f32,
+    /// Ours or tract's kernels for the stride-2 depthwise convolutions.
+    pub kernels: Kernels,
 }
 
 /// What the detector found in one photo.
@@ -91,17 +95,30 @@ pub struct CenterNet {
 impl CenterNet {
     /// Loads the ONNX file once, fixes the input shape, optimises and plans it.
     pub fn load(path: &Path, settings: DetectorSettings) -> anyhow::Result<Self> {
-        let (graph, _) = Self::optimised_graph(path)?;
+        let (graph, _) = Self::optimised_graph(path, settings.kernels)?;
         let plan = graph.into_runnable()?;
         Ok(Self { plan, settings })
     }
 
     /// The graph as the service runs it, before planning, and its input shape (for profiling).
-    pub fn optimised_graph(path: &Path) -> anyhow::Result<(TypedModel, Vec<usize>)> {
+    pub fn optimised_graph(
+        path: &Path,
+        kernels: Kernels,
+    ) -> anyhow::Result<(TypedModel, Vec<usize>)> {
         let shape = vec![1, INPUT_SIDE as usize, INPUT_SIDE as usize, 3];
-        let graph = tract_onnx::onnx()
+        let mut graph = tract_onnx::onnx()
             .model_for_proto_model(&Self::service_proto(path)?)?
             .with_input_fact(0, f32::fact(&shape).into())?
+            .into_typed()?
+            .into_decluttered()?;
+        if kernels == Kernels::Own {
+            let replaced = use_strided_depthwise(&mut graph)?;
+            anyhow::ensure!(
+                replaced > 0,
+                "no depthwise convolution of CenterNet took our kernel"
+            );
+        }
+        let graph = graph
             .into_optimized()
             .context("optimising the CenterNet graph")?;
         Ok((graph, shape))

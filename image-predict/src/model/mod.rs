@@ -11,6 +11,7 @@ pub mod adaptive;
 pub mod calibration;
 pub mod centernet;
 pub mod csrnet;
+pub mod kernels;
 mod nms;
 pub mod rewrites;
 pub mod tiling;
@@ -18,8 +19,8 @@ pub mod tiling;
 use common::wire::PersonBox;
 use image::RgbImage;
 
-pub use adaptive::{AdaptiveCounter, CountingMode, DenseSceneRule, choose_method};
-pub use csrnet::DensityMap;
+pub use adaptive::{AdaptiveCounter, CountingMode, DenseSceneRule, Signals, choose_method};
+pub use csrnet::{DensityMap, DensitySettings, Kernels};
 pub use nms::non_maximum_suppression;
 
 /// Which model produced a count.
@@ -30,6 +31,8 @@ pub enum Method {
     Detector,
     /// The density model's map, summed.
     Density,
+    /// The detector's boxes, plus the density map's mass outside them.
+    Fusion,
 }
 
 impl Method {
@@ -37,6 +40,7 @@ impl Method {
         match self {
             Method::Detector => "detector",
             Method::Density => "density",
+            Method::Fusion => "fusion",
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Counted {
     pub model: &'static str,
     /// The density signal: local maxima of the detector's person heatmap above a low score.
     pub candidate_heads: u32,
+    /// People the density model's glance (the whole photo, small) saw, when it looked.
+    pub glance_people: Option<f32>,
     /// Person boxes, normalised to the photo (shown even when the density model counted).
     pub boxes: Vec<PersonBox>,
     /// The density map, when the density model counted.

@@ -1,0 +1,265 @@
+//! A depthwise convolution with stride 2: each channel convolved with its own square kernel of
+//! odd side, every other row and column kept. NCHW float32, batch 1.
+//!
+//! Why our own: tract's depthwise kernel is vectorised only for stride 1; its stride-2
+//! convolutions ran scalar code at under 1 GMAC/s and were the largest cost of the detector
+//! (BENCHMARKS.md). Here each padded input row is split once into its even and odd columns;
+//! output column `j` of kernel column `kx` then reads `even[j + kx / 2]` (kx even) or
+//! `odd[j + kx / 2]` (kx odd): contiguous runs, so each output row is a few multiply-adds of
+//! whole slices, which the compiler vectorises. The same loops are compiled three times, for
+//! AVX-512, for AVX2 with FMA, and plain, and the best the CPU runs is chosen at run time.
+
+/// The weights of one depthwise convolution, and its geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthwiseWeights {
+    pub channels: usize,
+    /// Kernel side (odd).
+    pub kernel: usize,
+    /// Zero rows and columns added: top, left, bottom, right.
+    pub padding: [usize; 4],
+    /// `[channel][ky][kx]`.
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl DepthwiseWeights {
+    /// `weights`: `[channel][1][kernel][kernel]` as ONNX and tract hold them.
+    pub fn new(
+        weights: &[f32],
+        bias: &[f32],
+        channels: usize,
+        kernel: usize,
+        padding: [usize; 4],
+    ) -> Self {
+        assert_eq!(weights.len(), channels * kernel * kernel);
+        assert_eq!(bias.len(), channels);
+        assert!(kernel % 2 == 1, "odd kernel side");
+        Self {
+            channels,
+            kernel,
+            padding,
+            weights: weights.to_vec(),
+            bias: bias.to_vec(),
+        }
+    }
+
+    /// Output height and width for an input of `height` x `width`.
+    pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
+        let [top, left, bottom, right] = self.padding;
+        let out = |length: usize, before: usize, after: usize| {
+            (length + before + after).saturating_sub(self.kernel) / 2 + 1
+        };
+        (out(height, top, bottom), out(width, left, right))
+    }
+}
+
+/// Convolves `input` (`[channels][height][width]`) into `output`
+/// (`[channels][out_height][out_width]`, see [`DepthwiseWeights::output_size`]).
+pub fn convolve(
+    input: &[f32],
+    (height, width): (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { convolve_avx512(input, (height, width), w, output) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { convolve_avx2(input, (height, width), w, output) };
+        }
+    }
+    convolve_portable(input, (height, width), w, output)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn convolve_avx512(
+    input: &[f32],
+    size: (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    convolve_portable(input, size, w, output)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn convolve_avx2(
+    input: &[f32],
+    size: (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    convolve_portable(input, size, w, output)
+}
+
+/// The whole computation; inlined into each of the per-ISA entry points above, where the
+/// compiler vectorises its slice loops for that ISA.
+#[inline(always)]
+fn convolve_portable(
+    input: &[f32],
+    (height, width): (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    let (out_height, out_width) = w.output_size(height, width);
+    let k = w.kernel;
+    let [top, left, _, _] = w.padding;
+    assert_eq!(
+        input.len(),
+        w.channels * height * width,
+        "input of the declared size"
+    );
+    assert_eq!(
+        output.len(),
+        w.channels * out_height * out_width,
+        "output of the declared size"
+    );
+    // Output column j reads padded columns up to 2 j + k - 1: even and odd ones up to index
+    // j + k / 2.
+    let half = out_width + k / 2;
+    // Per padded input row: its even columns, then its odd ones, `half` each (zero past the end).
+    let padded_height = 2 * (out_height - 1) + k;
+    let mut split = vec![0f32; padded_height * 2 * half];
+    let mut acc = vec![0f32; out_width];
+    for channel in 0..w.channels {
+        let plane = &input[channel * height * width..][..height * width];
+        split.fill(0.0);
+        for row in 0..padded_height {
+            let Some(y) = row.checked_sub(top).filter(|&y| y < height) else {
+                continue;
+            };
+            let (even, odd) = split[row * 2 * half..][..2 * half].split_at_mut(half);
+            split_row(&plane[y * width..][..width], left, even, odd);
+        }
+        let weights = &w.weights[channel * k * k..][..k * k];
+        let out_plane = &mut output[channel * out_height * out_width..][..out_height * out_width];
+        for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
+            acc.fill(w.bias[channel]);
+            for ky in 0..k {
+                let row = &split[(2 * oy + ky) * 2 * half..][..2 * half];
+                let (even, odd) = row.split_at(half);
+                for kx in 0..k {
+                    let source = if kx % 2 == 0 { even } else { odd };
+                    let source = &source[kx / 2..][..out_width];
+                    let weight = weights[ky * k + kx];
+                    // A multiply and an add rather than `mul_add`: the portable build has no FMA
+                    // instruction, and `mul_add` would call the C library's `fmaf` per element.
+                    for (a, &s) in acc.iter_mut().zip(source) {
+                        *a += s * weight;
+                    }
+                }
+            }
+            out_row.copy_from_slice(&acc);
+        }
+    }
+}
+
+/// Splits one input row, seen with `left` zero columns before it, into its even and odd padded
+/// columns: padded column `c` is `source[c - left]`. Pairs of source values go one to each side,
+/// which the compiler vectorises.
+#[inline(always)]
+fn split_row(source: &[f32], left: usize, even: &mut [f32], odd: &mut [f32]) {
+    // Source values at the same parity as `left` land in even columns, from index `left / 2`
+    // on; the value after each of them lands in the odd column of the same index.
+    let parity = left % 2;
+    if parity == 1 && !source.is_empty() {
+        odd[(left - 1) / 2] = source[0];
+    }
+    let first = left.div_ceil(2);
+    let rest = source.get(parity..).unwrap_or(&[]);
+    let mut pairs = rest.chunks_exact(2);
+    let room = even.len().min(odd.len()).saturating_sub(first);
+    for (k, pair) in (&mut pairs).take(room).enumerate() {
+        even[first + k] = pair[0];
+        odd[first + k] = pair[1];
+    }
+    if let [last] = pairs.remainder()
+        && let Some(slot) = even.get_mut(first + rest.len() / 2)
+    {
+        *slot = *last;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, one output at a time.
+    fn reference(input: &[f32], (h, wd): (usize, usize), w: &DepthwiseWeights) -> Vec<f32> {
+        let (oh, ow) = w.output_size(h, wd);
+        let k = w.kernel;
+        let [top, left, _, _] = w.padding;
+        let mut out = vec![0f32; w.channels * oh * ow];
+        for c in 0..w.channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = f64::from(w.bias[c]);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let y = (2 * oy + ky) as isize - top as isize;
+                            let x = (2 * ox + kx) as isize - left as isize;
+                            if (0..h as isize).contains(&y) && (0..wd as isize).contains(&x) {
+                                sum += f64::from(w.weights[(c * k + ky) * k + kx])
+                                    * f64::from(input[(c * h + y as usize) * wd + x as usize]);
+                            }
+                        }
+                    }
+                    out[(c * oh + oy) * ow + ox] = sum as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_definition() {
+        let mut seed = 3u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed % 2001) as f32 / 1000.0 - 1.0
+        };
+        // TensorFlow's "same" padding at stride 2 puts the extra row and column at the end.
+        for (channels, h, wd, k, padding) in [
+            (3, 16, 16, 3, [0, 0, 1, 1]),
+            (5, 17, 23, 3, [1, 1, 1, 1]),
+            (4, 32, 20, 5, [1, 1, 2, 2]),
+            (2, 9, 40, 5, [2, 2, 2, 2]),
+        ] {
+            let weights: Vec<f32> = (0..channels * k * k).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..channels).map(|_| next()).collect();
+            let input: Vec<f32> = (0..channels * h * wd).map(|_| next()).collect();
+            let w = DepthwiseWeights::new(&weights, &bias, channels, k, padding);
+            let (oh, ow) = w.output_size(h, wd);
+            let expected = reference(&input, (h, wd), &w);
+            let mut out = vec![f32::NAN; channels * oh * ow];
+            convolve(&input, (h, wd), &w, &mut out);
+            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{channels}x{h}x{wd} k{k} {padding:?} #{i}: {a} vs {b}"
+                );
+            }
+            let mut portable = vec![f32::NAN; channels * oh * ow];
+            convolve_portable(&input, (h, wd), &w, &mut portable);
+            for (a, b) in portable.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-4, "portable path");
+            }
+        }
+    }
+
+    #[test]
+    fn output_size_is_ceil_half_with_same_padding() {
+        let w = DepthwiseWeights::new(&[0.0; 9], &[0.0], 1, 3, [0, 0, 1, 1]);
+        assert_eq!(w.output_size(256, 256), (128, 128));
+        let w = DepthwiseWeights::new(&[0.0; 25], &[0.0], 1, 5, [1, 1, 2, 2]);
+        assert_eq!(w.output_size(128, 64), (64, 32));
+    }
+}

@@ -1,0 +1,118 @@
+//! Our kernels inside the real models, against tract's own operators on the same inputs: CSRNet
+//! with our bfloat16 3x3 convolutions, CenterNet with our stride-2 depthwise convolutions.
+//! (The detector's boxes are also checked against the published graph in person_only_graph.rs.)
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use image_predict::configuration::ModelConfig;
+use image_predict::model::Kernels;
+use image_predict::model::centernet::CenterNet;
+use image_predict::model::csrnet::{CsrNet, DensitySettings};
+use image_predict::model::kernels::conv3x3_bf16;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn dev_photo(name: &str) -> image::RgbImage {
+    let dir = std::env::var_os("CROWD_EVALSET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/evalset/dev"));
+    image::open(dir.join(name))
+        .expect("the dev photos beside the project")
+        .to_rgb8()
+}
+
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    model: ModelConfig,
+}
+
+fn defaults() -> ModelConfig {
+    Defaults::parse_from(["test"]).model
+}
+
+fn density_model(kernels: Kernels) -> CsrNet {
+    let settings = DensitySettings {
+        kernels,
+        ..defaults().density_settings()
+    };
+    CsrNet::load(&repo_root().join("models/csrnet/csrnet.onnx"), settings).unwrap()
+}
+
+/// The dense dev photos through the density path (tiles at their own resolution) on both
+/// kernels: counts within 1 %, and every cell within a small fraction of the map's peak.
+/// bfloat16 keeps 8 significant bits of each product's operands; the sums stay float32.
+#[test]
+fn csrnet_on_bf16_convolutions_counts_as_on_tracts() {
+    if !conv3x3_bf16::supported() {
+        eprintln!("skipped: this CPU has no AVX-512 BF16; the service uses tract's kernels on it");
+        return;
+    }
+    let own = density_model(Kernels::Own);
+    assert!(own.own_kernels());
+    let tract = density_model(Kernels::Tract);
+    assert!(!tract.own_kernels());
+    for name in ["shta_167.jpg", "shta_004.jpg"] {
+        let photo = dev_photo(name);
+        let ours = own.density(&photo).unwrap();
+        let theirs = tract.density(&photo).unwrap();
+        assert_eq!(
+            (ours.map.columns, ours.map.rows),
+            (theirs.map.columns, theirs.map.rows)
+        );
+        assert!(ours.tiles > 1, "{name} is counted in tiles");
+        let relative = (ours.count - theirs.count).abs() / theirs.count;
+        assert!(
+            relative < 0.01,
+            "{name}: {} people on our kernels, {} on tract's",
+            ours.count,
+            theirs.count
+        );
+        let peak = theirs.map.values.iter().copied().fold(0.0f32, f32::max);
+        let worst = ours
+            .map
+            .values
+            .iter()
+            .zip(&theirs.map.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 0.05 * peak,
+            "{name}: a cell differs by {worst} (peak {peak})"
+        );
+        eprintln!(
+            "{name}: {:.1} (ours) against {:.1} (tract), worst cell {worst:.4} of peak {peak:.4}",
+            ours.count, theirs.count
+        );
+    }
+}
+
+/// The detector with our stride-2 depthwise convolutions (float32, only the order of the sums
+/// differs) finds the same people with the same scores as with tract's.
+#[test]
+fn centernet_on_our_depthwise_finds_the_same_people() {
+    let path = repo_root().join("models/centernet/centernet.onnx");
+    let settings = |kernels| image_predict::model::centernet::DetectorSettings {
+        kernels,
+        ..defaults().detector_settings()
+    };
+    let own = CenterNet::load(&path, settings(Kernels::Own)).unwrap();
+    let tract = CenterNet::load(&path, settings(Kernels::Tract)).unwrap();
+    for name in ["shtb_train_17.jpg", "shta_167.jpg"] {
+        let input = own.first_tile_input(&dev_photo(name));
+        let ours = own.tile_boxes(input.clone()).unwrap();
+        let theirs = tract.tile_boxes(input).unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name}: as many people");
+        assert!(!ours.is_empty());
+        for (a, b) in ours.iter().zip(&theirs) {
+            let close = [(a.0, b.0), (a.1, b.1), (a.2, b.2), (a.3, b.3)]
+                .iter()
+                .all(|(p, q)| (p - q).abs() < 0.01)
+                && (a.4 - b.4).abs() < 1e-4;
+            assert!(close, "{name}: ours {a:?}, tract's {b:?}");
+        }
+    }
+}
