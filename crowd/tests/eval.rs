@@ -118,7 +118,10 @@ fn eval_on_the_crowds_folder_counts_every_band_within_the_measured_error() {
     };
     let sparse = band("sparse");
     assert_eq!(sparse.summary.photos, 5);
-    assert_eq!(sparse.summary.by_detector, 5, "sparse scenes go to the detector");
+    assert_eq!(
+        sparse.summary.by_detector, 5,
+        "sparse scenes go to the detector"
+    );
     assert!(
         sparse.summary.mae <= CROWDS_SPARSE_MAE_BOUND,
         "sparse MAE {:.2} above {CROWDS_SPARSE_MAE_BOUND}",
