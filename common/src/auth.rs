@@ -488,12 +488,14 @@ pub fn authorise(entry: Option<&KeyEntry>, camera: &str) -> Result<(), AuthError
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
+/// A key's bucket with the rate and burst it was made for (a changed key line makes a new one).
+type Bucket = (Arc<Limiter>, u32, u32);
 
 /// A token bucket per key: `per_minute` photos a minute on average, `burst` at once.
 pub struct RateLimits {
     per_minute: u32,
     burst: u32,
-    buckets: Mutex<HashMap<String, (Arc<Limiter>, u32, u32)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl RateLimits {

@@ -36,8 +36,11 @@ critical = 1000
 /// keeps every request's alert id, signature and body.
 struct Receiver {
     failures: usize,
-    seen: Mutex<Vec<(String, String, Vec<u8>, u16)>>,
+    seen: Mutex<Vec<Delivery>>,
 }
+
+/// One request the receiver saw: alert id, signature, body, the status it answered.
+type Delivery = (String, String, Vec<u8>, u16);
 
 async fn receive(
     req: HttpRequest,

@@ -19,8 +19,11 @@ pub struct DashboardLookup {
     http: reqwest::Client,
     base_url: String,
     token: Option<String>,
-    zones: Mutex<HashMap<String, (Instant, Arc<Vec<Zone>>)>>,
+    zones: Mutex<HashMap<String, CachedZones>>,
 }
+
+/// A camera's zones and when they were fetched.
+type CachedZones = (Instant, Arc<Vec<Zone>>);
 
 #[derive(Deserialize)]
 struct ZonesAnswer {

@@ -34,6 +34,8 @@ pub fn store_unavailable(error: &StoreError) -> HttpResponse {
     )
 }
 
+// The error is the finished answer to the request, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn camera_id(raw: &str) -> Result<CameraId, HttpResponse> {
     CameraId::parse(raw)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_camera_id", e.to_string()))

@@ -37,8 +37,9 @@ use crate::registry::CameraSettings;
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 const TIMELINE: TableDefinition<(i64, &str), u64> = TableDefinition::new("timeline");
 const CAMERA_EVENTS: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("camera_events");
-const ROLLUPS: TableDefinition<(&str, i64), (u32, u64, u32, u32, u32, i64)> =
-    TableDefinition::new("rollups");
+/// A stored [`Rollup`] without its start (the key's): photos, sum, min, max, last, last_ms.
+type RollupValue = (u32, u64, u32, u32, u32, i64);
+const ROLLUPS: TableDefinition<(&str, i64), RollupValue> = TableDefinition::new("rollups");
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 const PHOTOS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("photos");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("answers");
@@ -586,14 +587,11 @@ impl EmbeddedStore {
     /// Events kept in the per-event history.
     pub fn stored_events(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().db()?;
-        Ok(txn.open_table(EVENTS).db()?.len().db()?)
+        txn.open_table(EVENTS).db()?.len().db()
     }
 }
 
-fn rollup_from(
-    start_ms: i64,
-    (photos, sum, min, max, last, last_ms): (u32, u64, u32, u32, u32, i64),
-) -> Rollup {
+fn rollup_from(start_ms: i64, (photos, sum, min, max, last, last_ms): RollupValue) -> Rollup {
     Rollup {
         start_ms,
         photos,

@@ -402,9 +402,12 @@ unsafe fn micro_kernel(
             let shifted = packed.as_ptr().add(n + offsets[tap]);
             for pair in 0..pairs {
                 let source = shifted.add(pair * plane);
-                let mut inputs: [__m512bh; NV] = [std::mem::transmute(_mm512_setzero_ps()); NV];
+                let mut inputs: [__m512bh; NV] =
+                    [std::mem::transmute::<__m512, __m512bh>(_mm512_setzero_ps()); NV];
                 for v in 0..NV {
-                    inputs[v] = std::mem::transmute(_mm512_loadu_si512(source.add(16 * v).cast()));
+                    inputs[v] = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        source.add(16 * v).cast(),
+                    ));
                 }
                 for m in 0..MR {
                     let weight: __m512bh =

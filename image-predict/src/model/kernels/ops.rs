@@ -67,7 +67,6 @@ impl EvalOp for Bf16Conv3x3 {
         let view = input.try_as_plain_ram()?;
         let g = Geometry::new(height, width, self.dilation);
         let packed = bf16::pack_input(view.as_slice::<f32>()?, channels, &g);
-        drop(view);
         let out_channels = self.weights.out_channels;
         // SAFETY: `convolve` writes every element of every output channel (the kernel's tests
         // check that no element is left as it was).
