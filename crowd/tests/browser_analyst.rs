@@ -368,6 +368,101 @@ const HOVER_FIRST_POINT: &str = r#"
     return seen;
 "#;
 
+/// The page's timings with 1,000 cameras, for BENCHMARKS.md (a measurement, not a check of
+/// speed, so not run by default):
+/// `cargo test -p crowd --test browser_analyst -- --ignored --nocapture page_timings`.
+/// Five loads of the table view, then five live updates of one camera: from the snapshot's
+/// arrival to the rows built (applied) and to the next frame drawn (painted), and from the
+/// navigation's start to the rows built; from a count's arrival to its row changed and drawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for BENCHMARKS.md; run with --ignored"]
+async fn page_timings_with_1000_cameras() {
+    const MANY: usize = 1000;
+    let browser = Browser::start().await;
+    let data = temp_data_dir("page-timings");
+    let dashboard = crowd::start_dashboard(dashboard_config(&data, 0))
+        .await
+        .unwrap();
+    let now = now_ms();
+    let events: Vec<CountEvent> = (0..MANY)
+        .map(|i| {
+            event(
+                &format!("many-{i}"),
+                &camera_id(i),
+                ((i * 37) % 300) as u32,
+                now - i as i64 * 20,
+            )
+        })
+        .collect();
+    ingest(
+        &ingest_url(dashboard.ingest_port),
+        Some(INGEST_TOKEN),
+        &events,
+    )
+    .await;
+    let client = &browser.client;
+    let url = format!("http://127.0.0.1:{}/?view=table", dashboard.port);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut applied, mut painted, mut from_navigation) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        client.goto(&url).await.unwrap();
+        let timings = wait_for(client, "1000 rows, painted", PAGE_TIMINGS, |t| {
+            t["rendered"].as_str() == Some("1000") && t["paint"].is_number()
+        })
+        .await;
+        applied.push(timings["apply"].as_f64().unwrap());
+        painted.push(timings["paint"].as_f64().unwrap());
+        from_navigation.push(timings["navigation"].as_f64().unwrap());
+    }
+    let (mut update_applied, mut update_painted) = (Vec::new(), Vec::new());
+    for k in 0..5u32 {
+        let id = format!("update-{k}");
+        ingest(
+            &ingest_url(dashboard.ingest_port),
+            Some(INGEST_TOKEN),
+            &[event(&id, &camera_id(500), 900 + k, now_ms())],
+        )
+        .await;
+        let update = wait_for(client, "the live update, painted", LIVE_TIMINGS, |t| {
+            t["liveUpdates"].as_u64() == Some(u64::from(k) + 1) && t["paint"].is_number()
+        })
+        .await;
+        update_applied.push(update["apply"].as_f64().unwrap());
+        update_painted.push(update["paint"].as_f64().unwrap());
+    }
+    eprintln!(
+        "page timings, {MANY} cameras, table view, medians of 5: snapshot applied {:.1} ms, painted {:.1} ms, rows built {:.1} ms after the navigation's start; one live update applied {:.2} ms, painted {:.1} ms",
+        median(applied),
+        median(painted),
+        median(from_navigation),
+        median(update_applied),
+        median(update_painted)
+    );
+    browser.close().await;
+    std::fs::remove_dir_all(data).ok();
+}
+
+const PAGE_TIMINGS: &str = r#"
+    return {
+      rendered: document.body.dataset.rendered ?? null,
+      apply: window.crowdPage.snapshotApplyMs ?? null,
+      paint: window.crowdPage.snapshotPaintMs ?? null,
+      navigation: window.crowdPage.marks["cameras-rendered"] ?? null,
+    };
+"#;
+
+const LIVE_TIMINGS: &str = r#"
+    const u = window.crowdPage.lastLiveUpdate;
+    return {
+      liveUpdates: window.crowdPage.liveUpdates,
+      apply: u ? u.applyMs : null,
+      paint: u ? u.paintMs : null,
+    };
+"#;
+
 fn camera_id(i: usize) -> String {
     format!("cam-{i:03}")
 }

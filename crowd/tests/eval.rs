@@ -157,3 +157,36 @@ fn eval_on_the_crowds_folder_counts_every_band_within_the_measured_error() {
         "photos of 500 or more counted under half: {under_half_of_many:?}"
     );
 }
+
+/// Started from another folder with no model flags, the binary finds the models (here: in the
+/// checkout it was built from; docs/deploy.md lists every place it looks).
+#[test]
+fn crowd_eval_started_elsewhere_finds_its_models() {
+    let dir = std::env::temp_dir().join(format!("crowd-eval-elsewhere-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        evalset_dir().join("shtb_train_01.jpg"),
+        dir.join("shtb_train_01.jpg"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("truth.csv"),
+        "file,true_count\nshtb_train_01.jpg,10\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_crowd"))
+        .args(["eval", ".", "--json"])
+        .current_dir(&dir)
+        .output()
+        .expect("crowd eval runs");
+    assert!(
+        output.status.success(),
+        "crowd eval from {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: EvalReport = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.photos.len(), 1);
+    assert_eq!(report.photos[0].method, "detector");
+    std::fs::remove_dir_all(&dir).ok();
+}

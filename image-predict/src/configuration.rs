@@ -322,3 +322,44 @@ impl ModelConfig {
         AdaptiveCounter::new(detector, density, self.counting, rule)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        model: ModelConfig,
+    }
+
+    fn config(args: &[&str]) -> ModelConfig {
+        Flags::parse_from(std::iter::once("test").chain(args.iter().copied())).model
+    }
+
+    /// `--models-dir` comes first, then beside the executable, the share folders, the working
+    /// directory and the checkout the binary was built from; a missing model names them all.
+    #[test]
+    fn models_are_looked_for_in_every_folder_and_the_error_names_them() {
+        let dir = std::env::temp_dir().join(format!("crowd-models-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(DETECTOR_FILE).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(DETECTOR_FILE), b"not really a model").unwrap();
+        let config = config(&["--models-dir", dir.to_str().unwrap()]);
+        assert_eq!(config.detector_path().unwrap(), dir.join(DETECTOR_FILE));
+        // Not in --models-dir: found in this checkout's models/ wherever the test runs.
+        assert!(config.density_path().unwrap().ends_with(DENSITY_FILE));
+        let folders = config.model_folders();
+        assert_eq!(folders[0], dir);
+        assert!(folders.contains(&PathBuf::from("/usr/share/crowd/models")));
+        let error = config
+            .model_path(None, "missing.onnx")
+            .unwrap_err()
+            .to_string();
+        for folder in &folders {
+            let place = folder.join("missing.onnx");
+            assert!(error.contains(&place.display().to_string()), "{error}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

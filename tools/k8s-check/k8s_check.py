@@ -839,6 +839,36 @@ def repository_checkov_paths(repo: Path = REPO) -> list[Path]:
 # --- the whole check ----------------------------------------------------------------------------
 
 
+# The example alerting rules (not rendered by any kustomization: the kind is the Prometheus
+# Operator's) and the dashboard's metrics they must name.
+PROMETHEUS_RULE = "k8s/components/custom-metrics/prometheus-rule.example.yaml"
+DASHBOARD_METRICS = "dashboard/src/metrics.rs"
+
+
+def prometheus_rule_errors(rule_file: Path, metrics_source: Path) -> list[str]:
+    """The example PrometheusRule's shape, and every crowd_* metric of its expressions being
+    one the dashboard registers (names built as crowd_{camera,group}_{people_now,level})."""
+    source = metrics_source.read_text()
+    exported = set(re.findall(r'"(crowd_[a-z_]+)"', source))
+    if 'format!("crowd_{what}_people_now")' in source:
+        for what in ("camera", "group"):
+            exported |= {f"crowd_{what}_people_now", f"crowd_{what}_level"}
+    errors = []
+    objects = load(rule_file)
+    if [o.get("kind") for o in objects] != ["PrometheusRule"]:
+        return [f"{rule_file.name}: expected one PrometheusRule"]
+    for group in objects[0].get("spec", {}).get("groups", []):
+        for rule in group.get("rules", []):
+            name = rule.get("alert") or rule.get("record")
+            if not name or not isinstance(rule.get("expr"), str):
+                errors.append(f"{rule_file.name}: a rule without alert/record name or expr")
+                continue
+            for metric in re.findall(r"\bcrowd_[a-z_]+", rule["expr"]):
+                if metric not in exported:
+                    errors.append(f"{rule_file.name}: {name} uses {metric}, not a dashboard metric")
+    return errors
+
+
 def check_repository(repo: Path = REPO) -> list[str]:
     """Every error of checks 1-3 over the repository's manifests (empty: all good)."""
     errors = []
@@ -861,6 +891,7 @@ def check_repository(repo: Path = REPO) -> list[str]:
         print(f"read {manifest}: {len(objects)} objects")
         errors += schema_errors(objects)
         errors += consistency_errors(objects)
+    errors += prometheus_rule_errors(repo / PROMETHEUS_RULE, repo / DASHBOARD_METRICS)
     for dockerfile in DOCKERFILES:
         errors += dockerfile_skip_errors(repo / dockerfile)
         errors += dockerfile_from_errors(repo / dockerfile)

@@ -256,6 +256,22 @@ class DockerfileFrom(unittest.TestCase):
         )
 
 
+class PrometheusRule(unittest.TestCase):
+    def test_the_example_rules_name_only_dashboard_metrics(self):
+        metrics = HERE.parents[2] / k8s_check.DASHBOARD_METRICS
+        self.assertEqual(
+            k8s_check.prometheus_rule_errors(HERE.parents[2] / k8s_check.PROMETHEUS_RULE, metrics),
+            [],
+        )
+        self.assertEqual(
+            k8s_check.prometheus_rule_errors(FIXTURES / "prometheus-rule" / "rule.yaml", metrics),
+            [
+                "rule.yaml: Typo uses crowd_camera_people_total, not a dashboard metric",
+                "rule.yaml: a rule without alert/record name or expr",
+            ],
+        )
+
+
 class Checkov(unittest.TestCase):
     def test_a_privileged_root_container_and_a_root_latest_dockerfile_fail(self):
         passed, report = k8s_check.checkov(
