@@ -284,23 +284,7 @@ mod tests {
     use common::wire::PersonBox;
 
     fn counted(boxes: Vec<PersonBox>, density: Option<DensityMap>) -> Counted {
-        Counted {
-            count: 0,
-            method: if density.is_some() {
-                Method::Density
-            } else {
-                Method::Detector
-            },
-            reason: String::new(),
-            model: "test",
-            candidate_heads: 0,
-            glance_people: None,
-            boxes,
-            density,
-            preprocess_ms: 0.0,
-            inference_ms: 0.0,
-            postprocess_ms: 0.0,
-        }
+        Counted::made_of(boxes, density)
     }
 
     fn left_half() -> Zone {

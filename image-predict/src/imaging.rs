@@ -383,7 +383,6 @@ fn draw_rectangle_outline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Method;
     use image::codecs::jpeg::JpegEncoder;
 
     fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
@@ -571,23 +570,7 @@ mod tests {
     }
 
     fn counted(boxes: Vec<PersonBox>, density: Option<DensityMap>) -> Counted {
-        Counted {
-            count: 1,
-            method: if density.is_some() {
-                Method::Density
-            } else {
-                Method::Detector
-            },
-            reason: String::new(),
-            model: "test",
-            candidate_heads: 0,
-            glance_people: None,
-            boxes,
-            density,
-            preprocess_ms: 0.0,
-            inference_ms: 0.0,
-            postprocess_ms: 0.0,
-        }
+        Counted::made_of(boxes, density)
     }
 
     #[test]
