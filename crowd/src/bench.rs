@@ -20,6 +20,7 @@ use image_predict::PredictConfig;
 use image_predict::configuration::ModelConfig;
 use image_predict::counting::count_photo;
 use image_predict::imaging::decode_upright;
+use image_predict::model::CountingMode;
 use image_predict::model::centernet::CenterNet;
 use image_upload::UploadConfig;
 use prost::Message;
@@ -462,26 +463,44 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    // Every core running the detector at once, one thread each: what the cores really deliver
-    // when they share caches and memory, the honest ceiling for the HTTP test below.
+    // A street photo's model runs: the detector's tiles and, counting auto, the density glance
+    // (the cheap look every photo gets). Timed with one thread, then on every core at once,
+    // one thread each: what the cores really deliver when they share caches and memory, the
+    // honest ceiling for the HTTP test below.
     set_default_executor(executor(1));
+    let tiles = detector.tile_count(street.width(), street.height()).max(1);
+    let glance_model = density_model.filter(|_| counter.mode() == CountingMode::Auto);
+    let glance_single_ms = match glance_model {
+        Some(model) => time_runs(args.runs, || model.glance(&street).map(|_| ()))?,
+        None => 0.0,
+    };
+    let street_models = || -> anyhow::Result<()> {
+        for _ in 0..tiles {
+            detector.run_input(detector_input.clone())?;
+        }
+        if let Some(model) = glance_model {
+            model.glance(&street)?;
+        }
+        Ok(())
+    };
     let started = Instant::now();
     std::thread::scope(|scope| {
         let runs: Vec<_> = (0..cores())
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..args.runs).try_for_each(|_| detector.run_input(detector_input.clone()))
-                })
-            })
+            .map(|_| scope.spawn(|| (0..args.runs).try_for_each(|_| street_models())))
             .collect();
         runs.into_iter()
             .try_for_each(|run| run.join().expect("a benchmark thread panicked"))
     })?;
-    let busy_tile_ms = started.elapsed().as_secs_f64() * 1e3 / (cores() * args.runs) as f64;
+    let busy_photo_ms = started.elapsed().as_secs_f64() * 1e3 / args.runs as f64;
     println!(
-        "centernet, {} runs at once (one thread each): {:.1} ms per run per core",
+        "a street photo's models ({tiles} detector tiles{}), one thread: {:.1} ms; on {} cores at once, one photo each: {busy_photo_ms:.1} ms per photo",
+        if glance_model.is_some() {
+            format!(" + the {:.1} ms glance", glance_single_ms)
+        } else {
+            String::new()
+        },
+        tiles as f64 * detector_single_ms.expect("measured with one thread") + glance_single_ms,
         cores(),
-        busy_tile_ms * cores() as f64
     );
     set_default_executor(executor(cores()));
 
@@ -492,13 +511,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let (large_label, large_jpeg) = &photos[2];
         let figures = http_figures(args, &jpeg_path, large_jpeg).await?;
         let result = &figures.load;
-        let tiles = detector.tile_count(street.width(), street.height()).max(1) as f64;
-        let single = detector_single_ms.expect("measured with one thread");
+        let single_photo_ms =
+            tiles as f64 * detector_single_ms.expect("measured with one thread") + glance_single_ms;
         // What the cores could do if a photo cost only its model runs, one thread each: with
-        // the single-run time (the measure), and with the time of a run while every
-        // core runs one (what the hardware delivers under load).
-        let model_bound = cores() as f64 * 1000.0 / (tiles * single);
-        let busy_bound = 1000.0 / (tiles * busy_tile_ms);
+        // the single-run times (the measure), and with the time of a photo's runs while
+        // every core runs one (what the hardware delivers under load).
+        let model_bound = cores() as f64 * 1000.0 / single_photo_ms;
+        let busy_bound = cores() as f64 * 1000.0 / busy_photo_ms;
         println!(
             "\nHTTP, upload → predict → dashboard, one photo at a time, {large_label}, {:.1} MB JPEG:",
             large_jpeg.len() as f64 / 1e6
@@ -520,19 +539,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             result.latency_p99_ms,
         );
         println!(
-            "the models alone, one run at a time: {} cores / ({} tiles x {:.1} ms) = {:.2} photos/s; ratio {:.0}%",
+            "the models alone, one photo at a time: {} cores / {single_photo_ms:.1} ms = {model_bound:.2} photos/s; ratio {:.0}%",
             cores(),
-            tiles,
-            single,
-            model_bound,
             100.0 * result.photos_per_second / model_bound
         );
         println!(
-            "the models alone, all cores busy: {} cores / ({} tiles x {:.1} ms) = {:.2} photos/s; ratio {:.0}%",
+            "the models alone, all cores busy: {} cores / {busy_photo_ms:.1} ms = {busy_bound:.2} photos/s; ratio {:.0}%",
             cores(),
-            tiles,
-            busy_tile_ms * cores() as f64,
-            busy_bound,
             100.0 * result.photos_per_second / busy_bound
         );
     }

@@ -196,7 +196,8 @@ pub struct ModelConfig {
     pub density_tile_margin: u32,
 
     /// Convolution kernels: own (ours where the CPU runs them: bfloat16 3x3 convolutions with
-    /// AVX-512 BF16, vectorised stride-2 depthwise ones) or tract (tract's only).
+    /// AVX-512 BF16, float32 1x1 ones with AVX-512 F, vectorised depthwise convolutions and 2x2
+    /// max poolings) or tract (tract's only).
     #[arg(long, env = "KERNELS", value_enum, default_value_t = Kernels::Own)]
     pub kernels: Kernels,
 

@@ -1,5 +1,6 @@
 //! Our kernels inside the real models, against tract's own operators on the same inputs: CSRNet
-//! with our bfloat16 3x3 convolutions, CenterNet with our stride-2 depthwise convolutions.
+//! with our bfloat16 3x3 convolutions and max poolings, CenterNet with our depthwise and 1x1
+//! convolutions (float32).
 //! (The detector's boxes are also checked against the published graph in person_only_graph.rs.)
 
 use std::path::{Path, PathBuf};
@@ -90,7 +91,7 @@ fn csrnet_on_bf16_convolutions_counts_as_on_tracts() {
     }
 }
 
-/// The detector with our stride-2 depthwise convolutions (float32, only the order of the sums
+/// The detector with our depthwise and 1x1 convolutions (float32, only the order of the sums
 /// differs) finds the same people with the same scores as with tract's.
 #[test]
 fn centernet_on_our_depthwise_finds_the_same_people() {

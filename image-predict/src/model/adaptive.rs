@@ -127,6 +127,10 @@ impl AdaptiveCounter {
         &self.detector
     }
 
+    pub fn mode(&self) -> CountingMode {
+        self.mode
+    }
+
     /// The density model, unless the counting mode is detector.
     pub fn density(&self) -> Option<&CsrNet> {
         self.density.as_deref()

@@ -30,7 +30,7 @@ use tract_onnx::prelude::*;
 use crate::imaging::resize_rgb;
 
 use super::csrnet::Kernels;
-use super::kernels::ops::use_strided_depthwise;
+use super::kernels::ops::{use_own_depthwise, use_own_pointwise};
 use super::non_maximum_suppression;
 use super::rewrites;
 use super::tiling::{self, Tile};
@@ -68,7 +68,7 @@ pub struct DetectorSettings {
     pub min_overlap: u32,
     /// Heatmap peaks at least this high are counted as candidate heads.
     pub candidate_score: f32,
-    /// Ours or tract's kernels for the stride-2 depthwise convolutions.
+    /// Ours or tract's kernels for the depthwise and 1x1 convolutions.
     pub kernels: Kernels,
 }
 
@@ -112,11 +112,12 @@ impl CenterNet {
             .into_typed()?
             .into_decluttered()?;
         if kernels == Kernels::Own {
-            let replaced = use_strided_depthwise(&mut graph)?;
+            let replaced = use_own_depthwise(&mut graph)?;
             anyhow::ensure!(
                 replaced > 0,
                 "no depthwise convolution of CenterNet took our kernel"
             );
+            use_own_pointwise(&mut graph)?;
         }
         let graph = graph
             .into_optimized()

@@ -36,8 +36,9 @@ pub const DENSITY_STRIDE: u32 = 8;
 /// Tile sides are rounded up to a multiple of this many cells (32 px), so that photos of
 /// nearby sizes share plans.
 const TILE_ROUNDING_CELLS: u32 = 4;
-/// Our convolution's smallest input: CSRNet's first layer (3 channels) stays with tract.
-const OWN_KERNEL_MIN_CHANNELS: usize = 16;
+/// Our convolution's smallest input: every layer, the first (3 channels, padded to 2 pairs) too,
+/// which tract ran as im2col and a matrix product of depth 27 at about 8 GMAC/s (BENCHMARKS.md).
+const OWN_KERNEL_MIN_CHANNELS: usize = 1;
 
 /// Which convolution kernels the models run on (`--kernels`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -291,6 +292,13 @@ impl CsrNet {
                 &mut self.packed.lock().unwrap_or_else(|e| e.into_inner()),
             )?;
             anyhow::ensure!(replaced > 0, "no convolution of CSRNet took our kernel");
+        }
+        if self.settings.kernels == Kernels::Own {
+            let replaced = kernels::ops::use_own_max_pools(&mut model)?;
+            anyhow::ensure!(
+                replaced == 3,
+                "{replaced} of CSRNet's 3 poolings took our kernel"
+            );
         }
         // tract runs the two widest convolutions (64 channels at the input's full and half
         // resolution) with its "direct spatial" kernel, which was less than half as fast here as

@@ -21,12 +21,8 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Output channels per micro-kernel call.
-pub const MR: usize = 8;
-/// 16-lane vectors of positions per micro-kernel call.
-const NV: usize = 3;
-/// Positions per micro-kernel call.
-pub const NB: usize = 16 * NV;
+use super::NV;
+pub use super::{MR, NB, OutputPlanes};
 /// Weights of a group of output-channel blocks are kept to about this size, so that they stay in
 /// the core's L2 cache (1 MiB here) while every block of positions passes them.
 const WEIGHT_GROUP_BYTES: usize = 512 * 1024;
@@ -349,27 +345,6 @@ fn run_block(panel: &[u32], packed: &[u32], g: &Geometry, call: &Call) {
 /// Blocks of [`NB`] positions a geometry has (the unit of [`convolve`]'s `blocks`).
 pub fn position_blocks(g: &Geometry) -> usize {
     g.positions / NB
-}
-
-/// The output buffer, shared by threads that write disjoint position blocks.
-pub struct OutputPlanes<'a> {
-    ptr: *mut f32,
-    len: usize,
-    _buffer: std::marker::PhantomData<&'a mut [f32]>,
-}
-
-// SAFETY: threads given disjoint position blocks write disjoint elements.
-unsafe impl Send for OutputPlanes<'_> {}
-unsafe impl Sync for OutputPlanes<'_> {}
-
-impl<'a> OutputPlanes<'a> {
-    pub fn new(buffer: &'a mut [f32]) -> Self {
-        Self {
-            ptr: buffer.as_mut_ptr(),
-            len: buffer.len(),
-            _buffer: std::marker::PhantomData,
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,13 +1,30 @@
-//! A depthwise convolution with stride 2: each channel convolved with its own square kernel of
-//! odd side, every other row and column kept. NCHW float32, batch 1.
+//! A depthwise convolution with stride 1 or 2: each channel convolved with its own square kernel
+//! of odd side. Float32, batch 1, channels first (CHW) or last (HWC).
 //!
-//! Why our own: tract's depthwise kernel is vectorised only for stride 1; its stride-2
-//! convolutions ran scalar code at under 1 GMAC/s and were the largest cost of the detector
-//! (BENCHMARKS.md). Here each padded input row is split once into its even and odd columns;
-//! output column `j` of kernel column `kx` then reads `even[j + kx / 2]` (kx even) or
-//! `odd[j + kx / 2]` (kx odd): contiguous runs, so each output row is a few multiply-adds of
-//! whole slices, which the compiler vectorises. The same loops are compiled three times, for
-//! AVX-512, for AVX2 with FMA, and plain, and the best the CPU runs is chosen at run time.
+//! Why our own: tract's depthwise kernel is vectorised only for stride 1 and channels first; its
+//! stride-2 convolutions ran scalar code at under 1 GMAC/s and were the largest cost of the
+//! detector, and its channels-last ones (the detector's first block, 16 channels at 256x256) ran
+//! at about 3 GMAC/s (BENCHMARKS.md). Every loop here is a run of multiply-adds over contiguous
+//! slices, which the compiler vectorises:
+//! - channels first, stride 1: output row `oy`, kernel tap `(ky, kx)` reads padded row
+//!   `oy + ky` from column `kx` on;
+//! - channels first, stride 2: each padded input row is split once into its even and odd
+//!   columns; output column `j` of kernel column `kx` then reads `even[j + kx / 2]` (kx even) or
+//!   `odd[j + kx / 2]` (kx odd);
+//! - channels last: for each output position and tap, the input position's channels times the
+//!   tap's weight per channel (one vector of 16 channels on AVX-512).
+//!
+//! The same loops are compiled three times, for AVX-512, for AVX2 with FMA, and plain, and the
+//! best the CPU runs is chosen at run time.
+
+/// Where the channel axis is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelAxis {
+    /// `[channel][y][x]`.
+    First,
+    /// `[y][x][channel]`.
+    Last,
+}
 
 /// The weights of one depthwise convolution, and its geometry.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +32,14 @@ pub struct DepthwiseWeights {
     pub channels: usize,
     /// Kernel side (odd).
     pub kernel: usize,
+    /// 1 or 2, along both axes.
+    pub stride: usize,
     /// Zero rows and columns added: top, left, bottom, right.
     pub padding: [usize; 4],
     /// `[channel][ky][kx]`.
     weights: Vec<f32>,
+    /// `[ky][kx][channel]`, for channels last.
+    weights_by_tap: Vec<f32>,
     bias: Vec<f32>,
 }
 
@@ -29,16 +50,24 @@ impl DepthwiseWeights {
         bias: &[f32],
         channels: usize,
         kernel: usize,
+        stride: usize,
         padding: [usize; 4],
     ) -> Self {
         assert_eq!(weights.len(), channels * kernel * kernel);
         assert_eq!(bias.len(), channels);
         assert!(kernel % 2 == 1, "odd kernel side");
+        assert!(stride == 1 || stride == 2, "stride 1 or 2");
+        let taps = kernel * kernel;
+        let weights_by_tap = (0..taps * channels)
+            .map(|i| weights[(i % channels) * taps + i / channels])
+            .collect();
         Self {
             channels,
             kernel,
+            stride,
             padding,
             weights: weights.to_vec(),
+            weights_by_tap,
             bias: bias.to_vec(),
         }
     }
@@ -47,17 +76,23 @@ impl DepthwiseWeights {
     pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
         let [top, left, bottom, right] = self.padding;
         let out = |length: usize, before: usize, after: usize| {
-            (length + before + after).saturating_sub(self.kernel) / 2 + 1
+            (length + before + after).saturating_sub(self.kernel) / self.stride + 1
         };
         (out(height, top, bottom), out(width, left, right))
     }
+
+    /// Padded rows (or columns) read for `outputs` output rows (or columns).
+    fn padded_length(&self, outputs: usize) -> usize {
+        self.stride * (outputs - 1) + self.kernel
+    }
 }
 
-/// Convolves `input` (`[channels][height][width]`) into `output`
-/// (`[channels][out_height][out_width]`, see [`DepthwiseWeights::output_size`]).
+/// Convolves `input` (`[channels][height][width]`, or `[height][width][channels]` with channels
+/// last) into `output` (the same layout, of [`DepthwiseWeights::output_size`]).
 pub fn convolve(
     input: &[f32],
     (height, width): (usize, usize),
+    axis: ChannelAxis,
     w: &DepthwiseWeights,
     output: &mut [f32],
 ) {
@@ -65,15 +100,15 @@ pub fn convolve(
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { convolve_avx512(input, (height, width), w, output) };
+            return unsafe { convolve_avx512(input, (height, width), axis, w, output) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: as above.
-            return unsafe { convolve_avx2(input, (height, width), w, output) };
+            return unsafe { convolve_avx2(input, (height, width), axis, w, output) };
         }
     }
-    convolve_portable(input, (height, width), w, output)
+    convolve_portable(input, (height, width), axis, w, output)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -81,10 +116,11 @@ pub fn convolve(
 unsafe fn convolve_avx512(
     input: &[f32],
     size: (usize, usize),
+    axis: ChannelAxis,
     w: &DepthwiseWeights,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, w, output)
+    convolve_portable(input, size, axis, w, output)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -92,10 +128,11 @@ unsafe fn convolve_avx512(
 unsafe fn convolve_avx2(
     input: &[f32],
     size: (usize, usize),
+    axis: ChannelAxis,
     w: &DepthwiseWeights,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, w, output)
+    convolve_portable(input, size, axis, w, output)
 }
 
 /// The whole computation; inlined into each of the per-ISA entry points above, where the
@@ -104,12 +141,11 @@ unsafe fn convolve_avx2(
 fn convolve_portable(
     input: &[f32],
     (height, width): (usize, usize),
+    axis: ChannelAxis,
     w: &DepthwiseWeights,
     output: &mut [f32],
 ) {
     let (out_height, out_width) = w.output_size(height, width);
-    let k = w.kernel;
-    let [top, left, _, _] = w.padding;
     assert_eq!(
         input.len(),
         w.channels * height * width,
@@ -120,13 +156,77 @@ fn convolve_portable(
         w.channels * out_height * out_width,
         "output of the declared size"
     );
+    match (axis, w.stride) {
+        (ChannelAxis::Last, _) => channels_last(input, (height, width), w, output),
+        (ChannelAxis::First, 1) => channels_first_stride_1(input, (height, width), w, output),
+        (ChannelAxis::First, _) => channels_first_stride_2(input, (height, width), w, output),
+    }
+}
+
+/// `a += s * weight` over two slices. A multiply and an add rather than `mul_add`: the portable
+/// build has no FMA instruction, and `mul_add` would call the C library's `fmaf` per element.
+/// (Keeping 64 columns' sums in registers over all taps instead was slower here: 22.4 against
+/// 17.4 ms for the detector's depthwise convolutions in `op_profile`.)
+#[inline(always)]
+fn multiply_add(acc: &mut [f32], source: &[f32], weight: f32) {
+    for (a, &s) in acc.iter_mut().zip(source) {
+        *a += s * weight;
+    }
+}
+
+#[inline(always)]
+fn channels_first_stride_1(
+    input: &[f32],
+    (height, width): (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    let (out_height, out_width) = w.output_size(height, width);
+    let k = w.kernel;
+    let [top, left, _, _] = w.padding;
+    let padded_width = w.padded_length(out_width);
+    let padded_height = w.padded_length(out_height);
+    let mut padded = vec![0f32; padded_height * padded_width];
+    for channel in 0..w.channels {
+        let plane = &input[channel * height * width..][..height * width];
+        for (row, padded_row) in padded.chunks_exact_mut(padded_width).enumerate() {
+            padded_row.fill(0.0);
+            let Some(y) = row.checked_sub(top).filter(|&y| y < height) else {
+                continue;
+            };
+            let columns = width.min(padded_width.saturating_sub(left));
+            padded_row[left..][..columns].copy_from_slice(&plane[y * width..][..columns]);
+        }
+        let weights = &w.weights[channel * k * k..][..k * k];
+        let out_plane = &mut output[channel * out_height * out_width..][..out_height * out_width];
+        for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
+            out_row.fill(w.bias[channel]);
+            for ky in 0..k {
+                let row = &padded[(oy + ky) * padded_width..][..padded_width];
+                for kx in 0..k {
+                    multiply_add(out_row, &row[kx..][..out_width], weights[ky * k + kx]);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn channels_first_stride_2(
+    input: &[f32],
+    (height, width): (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    let (out_height, out_width) = w.output_size(height, width);
+    let k = w.kernel;
+    let [top, left, _, _] = w.padding;
     // Output column j reads padded columns up to 2 j + k - 1: even and odd ones up to index
     // j + k / 2.
     let half = out_width + k / 2;
     // Per padded input row: its even columns, then its odd ones, `half` each (zero past the end).
-    let padded_height = 2 * (out_height - 1) + k;
+    let padded_height = w.padded_length(out_height);
     let mut split = vec![0f32; padded_height * 2 * half];
-    let mut acc = vec![0f32; out_width];
     for channel in 0..w.channels {
         let plane = &input[channel * height * width..][..height * width];
         split.fill(0.0);
@@ -140,22 +240,58 @@ fn convolve_portable(
         let weights = &w.weights[channel * k * k..][..k * k];
         let out_plane = &mut output[channel * out_height * out_width..][..out_height * out_width];
         for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
-            acc.fill(w.bias[channel]);
+            out_row.fill(w.bias[channel]);
             for ky in 0..k {
                 let row = &split[(2 * oy + ky) * 2 * half..][..2 * half];
                 let (even, odd) = row.split_at(half);
                 for kx in 0..k {
                     let source = if kx % 2 == 0 { even } else { odd };
-                    let source = &source[kx / 2..][..out_width];
-                    let weight = weights[ky * k + kx];
-                    // A multiply and an add rather than `mul_add`: the portable build has no FMA
-                    // instruction, and `mul_add` would call the C library's `fmaf` per element.
-                    for (a, &s) in acc.iter_mut().zip(source) {
+                    multiply_add(
+                        out_row,
+                        &source[kx / 2..][..out_width],
+                        weights[ky * k + kx],
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Channels last: the input is padded once (a copy with zero rows and columns around it), then
+/// each output position adds, per tap, its input position's channels times the tap's weights.
+#[inline(always)]
+fn channels_last(
+    input: &[f32],
+    (height, width): (usize, usize),
+    w: &DepthwiseWeights,
+    output: &mut [f32],
+) {
+    let (out_height, out_width) = w.output_size(height, width);
+    let (c, k, stride) = (w.channels, w.kernel, w.stride);
+    let [top, left, _, _] = w.padding;
+    let padded_width = w.padded_length(out_width);
+    let padded_height = w.padded_length(out_height);
+    let mut padded = vec![0f32; padded_height * padded_width * c];
+    let columns = width.min(padded_width.saturating_sub(left));
+    for y in 0..height.min(padded_height.saturating_sub(top)) {
+        padded[((y + top) * padded_width + left) * c..][..columns * c]
+            .copy_from_slice(&input[y * width * c..][..columns * c]);
+    }
+    for (oy, out_row) in output.chunks_exact_mut(out_width * c).enumerate() {
+        for pixel in out_row.chunks_exact_mut(c) {
+            pixel.copy_from_slice(&w.bias);
+        }
+        for ky in 0..k {
+            let row = &padded[(stride * oy + ky) * padded_width * c..][..padded_width * c];
+            for kx in 0..k {
+                let weights = &w.weights_by_tap[(ky * k + kx) * c..][..c];
+                for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
+                    let source = &row[(stride * ox + kx) * c..][..c];
+                    for ((a, &s), &weight) in pixel.iter_mut().zip(source).zip(weights) {
                         *a += s * weight;
                     }
                 }
             }
-            out_row.copy_from_slice(&acc);
         }
     }
 }
@@ -191,26 +327,39 @@ mod tests {
     use super::*;
 
     /// The definition, one output at a time.
-    fn reference(input: &[f32], (h, wd): (usize, usize), w: &DepthwiseWeights) -> Vec<f32> {
+    fn reference(
+        input: &[f32],
+        (h, wd): (usize, usize),
+        axis: ChannelAxis,
+        w: &DepthwiseWeights,
+    ) -> Vec<f32> {
         let (oh, ow) = w.output_size(h, wd);
-        let k = w.kernel;
+        let (k, s, channels) = (w.kernel, w.stride, w.channels);
         let [top, left, _, _] = w.padding;
-        let mut out = vec![0f32; w.channels * oh * ow];
-        for c in 0..w.channels {
+        let input_at = |c: usize, y: usize, x: usize| match axis {
+            ChannelAxis::First => input[(c * h + y) * wd + x],
+            ChannelAxis::Last => input[(y * wd + x) * channels + c],
+        };
+        let mut out = vec![0f32; channels * oh * ow];
+        for c in 0..channels {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let mut sum = f64::from(w.bias[c]);
                     for ky in 0..k {
                         for kx in 0..k {
-                            let y = (2 * oy + ky) as isize - top as isize;
-                            let x = (2 * ox + kx) as isize - left as isize;
+                            let y = (s * oy + ky) as isize - top as isize;
+                            let x = (s * ox + kx) as isize - left as isize;
                             if (0..h as isize).contains(&y) && (0..wd as isize).contains(&x) {
                                 sum += f64::from(w.weights[(c * k + ky) * k + kx])
-                                    * f64::from(input[(c * h + y as usize) * wd + x as usize]);
+                                    * f64::from(input_at(c, y as usize, x as usize));
                             }
                         }
                     }
-                    out[(c * oh + oy) * ow + ox] = sum as f32;
+                    let at = match axis {
+                        ChannelAxis::First => (c * oh + oy) * ow + ox,
+                        ChannelAxis::Last => (oy * ow + ox) * channels + c,
+                    };
+                    out[at] = sum as f32;
                 }
             }
         }
@@ -227,39 +376,46 @@ mod tests {
             (seed % 2001) as f32 / 1000.0 - 1.0
         };
         // TensorFlow's "same" padding at stride 2 puts the extra row and column at the end.
-        for (channels, h, wd, k, padding) in [
-            (3, 16, 16, 3, [0, 0, 1, 1]),
-            (5, 17, 23, 3, [1, 1, 1, 1]),
-            (4, 32, 20, 5, [1, 1, 2, 2]),
-            (2, 9, 40, 5, [2, 2, 2, 2]),
+        for (channels, h, wd, k, stride, padding) in [
+            (3, 16, 16, 3, 2, [0, 0, 1, 1]),
+            (5, 17, 23, 3, 2, [1, 1, 1, 1]),
+            (4, 32, 20, 5, 2, [1, 1, 2, 2]),
+            (2, 9, 40, 5, 2, [2, 2, 2, 2]),
+            (16, 12, 12, 3, 1, [1, 1, 1, 1]),
+            (7, 13, 29, 5, 1, [2, 2, 2, 2]),
+            (20, 5, 3, 3, 1, [1, 1, 1, 1]),
+            (3, 10, 11, 3, 1, [0, 0, 0, 0]),
+            (24, 9, 8, 5, 1, [2, 1, 2, 3]),
         ] {
             let weights: Vec<f32> = (0..channels * k * k).map(|_| next()).collect();
             let bias: Vec<f32> = (0..channels).map(|_| next()).collect();
             let input: Vec<f32> = (0..channels * h * wd).map(|_| next()).collect();
-            let w = DepthwiseWeights::new(&weights, &bias, channels, k, padding);
+            let w = DepthwiseWeights::new(&weights, &bias, channels, k, stride, padding);
             let (oh, ow) = w.output_size(h, wd);
-            let expected = reference(&input, (h, wd), &w);
-            let mut out = vec![f32::NAN; channels * oh * ow];
-            convolve(&input, (h, wd), &w, &mut out);
-            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
-                assert!(
-                    (a - b).abs() < 1e-4,
-                    "{channels}x{h}x{wd} k{k} {padding:?} #{i}: {a} vs {b}"
-                );
-            }
-            let mut portable = vec![f32::NAN; channels * oh * ow];
-            convolve_portable(&input, (h, wd), &w, &mut portable);
-            for (a, b) in portable.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-4, "portable path");
+            for axis in [ChannelAxis::First, ChannelAxis::Last] {
+                let expected = reference(&input, (h, wd), axis, &w);
+                let case = format!("{channels}x{h}x{wd} k{k} s{stride} {padding:?} {axis:?}");
+                let mut out = vec![f32::NAN; channels * oh * ow];
+                convolve(&input, (h, wd), axis, &w, &mut out);
+                for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                    assert!((a - b).abs() < 1e-4, "{case} #{i}: {a} vs {b}");
+                }
+                let mut portable = vec![f32::NAN; channels * oh * ow];
+                convolve_portable(&input, (h, wd), axis, &w, &mut portable);
+                for (a, b) in portable.iter().zip(&expected) {
+                    assert!((a - b).abs() < 1e-4, "{case}: portable path");
+                }
             }
         }
     }
 
     #[test]
-    fn output_size_is_ceil_half_with_same_padding() {
-        let w = DepthwiseWeights::new(&[0.0; 9], &[0.0], 1, 3, [0, 0, 1, 1]);
+    fn output_size_follows_the_stride() {
+        let w = DepthwiseWeights::new(&[0.0; 9], &[0.0], 1, 3, 2, [0, 0, 1, 1]);
         assert_eq!(w.output_size(256, 256), (128, 128));
-        let w = DepthwiseWeights::new(&[0.0; 25], &[0.0], 1, 5, [1, 1, 2, 2]);
+        let w = DepthwiseWeights::new(&[0.0; 25], &[0.0], 1, 5, 2, [1, 1, 2, 2]);
         assert_eq!(w.output_size(128, 64), (64, 32));
+        let w = DepthwiseWeights::new(&[0.0; 9], &[0.0], 1, 3, 1, [1, 1, 1, 1]);
+        assert_eq!(w.output_size(256, 100), (256, 100));
     }
 }

@@ -2,8 +2,44 @@
 //! into the models at load by the passes of [`ops`]:
 //!
 //! - [`conv3x3_bf16`]: CSRNet's 3x3 convolutions with bfloat16 products (AVX-512 BF16).
-//! - [`depthwise`]: the detector's stride-2 depthwise convolutions, vectorised.
+//! - [`conv1x1`]: the detector's pointwise convolutions, float32 (AVX-512 F).
+//! - [`max_pool`]: CSRNet's 2x2 max poolings, vectorised.
+//! - [`depthwise`]: the detector's depthwise convolutions (stride 1 and 2, channels first and
+//!   last), vectorised.
 
+pub mod conv1x1;
 pub mod conv3x3_bf16;
 pub mod depthwise;
+pub mod max_pool;
 pub mod ops;
+
+// The register tile both convolution micro-kernels keep (`conv3x3_bf16`, `conv1x1`): MR output
+// channels x NV vectors of 16 positions, 24 of AVX-512's 32 registers.
+/// Output channels per micro-kernel call.
+pub const MR: usize = 8;
+/// 16-lane vectors of positions per micro-kernel call.
+const NV: usize = 3;
+/// Positions per micro-kernel call.
+pub const NB: usize = 16 * NV;
+
+/// An output buffer shared by threads that write disjoint parts of it (a convolution's position
+/// blocks).
+pub struct OutputPlanes<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: the kernels given disjoint position blocks write disjoint elements.
+unsafe impl Send for OutputPlanes<'_> {}
+unsafe impl Sync for OutputPlanes<'_> {}
+
+impl<'a> OutputPlanes<'a> {
+    pub fn new(buffer: &'a mut [f32]) -> Self {
+        Self {
+            ptr: buffer.as_mut_ptr(),
+            len: buffer.len(),
+            _buffer: std::marker::PhantomData,
+        }
+    }
+}

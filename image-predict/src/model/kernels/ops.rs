@@ -10,8 +10,11 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::conv3x3_bf16::{self as bf16, Geometry, OutputPlanes, PackedWeights};
-use super::depthwise::{self, DepthwiseWeights};
+use super::OutputPlanes;
+use super::conv1x1::{self, Activation};
+use super::conv3x3_bf16::{self as bf16, Geometry, PackedWeights};
+use super::depthwise::{self, ChannelAxis, DepthwiseWeights};
+use super::max_pool;
 
 /// Position blocks per task when a convolution is split between threads: small enough to
 /// balance two to a few cores, large enough that scheduling costs nothing.
@@ -100,6 +103,137 @@ impl TypedOp for Bf16Conv3x3 {
     }
 }
 
+/// A 1x1 convolution on our float32 kernel (`conv1x1`): the matrix product of constant weights
+/// `[out][in]` with an image, channels first (`[in][h][w]`) or last (`[1][h][w][in]`, transposed
+/// first), into `[out][h][w]` (with a leading batch axis of 1 when `batch_out`), with the bias
+/// and optionally the following ReLU folded in.
+#[derive(Debug, Clone)]
+pub struct Conv1x1 {
+    weights: Arc<conv1x1::PackedWeights>,
+    input_channels_last: bool,
+    batch_out: bool,
+    activation: Activation,
+}
+
+impl PartialEq for Conv1x1 {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.weights, &other.weights)
+            && self.input_channels_last == other.input_channels_last
+            && self.batch_out == other.batch_out
+            && self.activation == other.activation
+    }
+}
+
+impl Eq for Conv1x1 {}
+
+impl Conv1x1 {
+    fn input_format(&self) -> DataFormat {
+        if self.input_channels_last {
+            DataFormat::NHWC
+        } else {
+            DataFormat::CHW
+        }
+    }
+
+    fn output_shape(&self, (height, width): (usize, usize)) -> TVec<usize> {
+        let format = if self.batch_out {
+            DataFormat::NCHW
+        } else {
+            DataFormat::CHW
+        };
+        channels_first_shape(format, self.weights.out_channels, (height, width))
+    }
+}
+
+impl Op for Conv1x1 {
+    fn name(&self) -> StaticName {
+        "Conv1x1".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels, input {:?}, {:?}",
+            self.weights.in_channels,
+            self.weights.out_channels,
+            self.input_format(),
+            self.activation
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Conv1x1 {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let Some((channels, height, width)) = image_size(self.input_format(), input.shape()) else {
+            bail!(
+                "Conv1x1 takes one {:?} image, not {:?}",
+                self.input_format(),
+                input.shape()
+            );
+        };
+        ensure!(channels == self.weights.in_channels);
+        let positions = height * width;
+        // SAFETY: `convolve` writes every position of every output channel (its test checks
+        // every element against the definition).
+        let mut output =
+            unsafe { Tensor::uninitialized::<f32>(&self.output_shape((height, width)))? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let transposed;
+            let source = if self.input_channels_last {
+                transposed = channels_first(view.as_slice::<f32>()?, positions, channels);
+                &transposed[..]
+            } else {
+                view.as_slice::<f32>()?
+            };
+            let mut view = output.try_as_plain_ram_mut()?;
+            let planes = OutputPlanes::new(view.as_slice_mut::<f32>()?);
+            let run = |range: std::ops::Range<usize>| {
+                conv1x1::convolve(
+                    source,
+                    positions,
+                    &self.weights,
+                    self.activation,
+                    range,
+                    &planes,
+                )
+            };
+            for_each_block_range(conv1x1::position_blocks(positions), &run);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Conv1x1 {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = inputs[0]
+            .shape
+            .as_concrete()
+            .context("Conv1x1 needs a concrete input shape")?;
+        let (channels, height, width) = image_size(self.input_format(), shape)
+            .with_context(|| format!("Conv1x1 on {shape:?}"))?;
+        ensure!(channels == self.weights.in_channels);
+        Ok(tvec!(f32::fact(self.output_shape((height, width)))))
+    }
+}
+
+/// `[positions][channels]` as `[channels][positions]`.
+fn channels_first(values: &[f32], positions: usize, channels: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for (position, pixel) in values.chunks_exact(channels).enumerate() {
+        for (channel, &value) in pixel.iter().enumerate() {
+            out[channel * positions + position] = value;
+        }
+    }
+    out
+}
+
 /// Runs `work` over `0..blocks` in ranges: on the current tract executor's threads when it has
 /// several (the process-wide setting, or a scope's), else here. Each range is one task.
 fn for_each_block_range(blocks: usize, work: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
@@ -115,66 +249,263 @@ fn for_each_block_range(blocks: usize, work: &(dyn Fn(std::ops::Range<usize>) + 
     }
 }
 
-/// A depthwise convolution with stride 2 (NCHW with a batch of 1, or CHW as tract lays out the
-/// detector's; square kernel of odd side, explicit padding), on our kernel (`depthwise`):
-/// tract's runs scalar code at stride 2.
-#[derive(Debug, Clone)]
-pub struct StridedDepthwise {
-    weights: Arc<DepthwiseWeights>,
-    /// The input has a leading batch axis (NCHW rather than CHW).
-    batch_axis: bool,
-}
-
-impl PartialEq for StridedDepthwise {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.weights, &other.weights) && self.batch_axis == other.batch_axis
+/// Splits `output` into chunks of `chunk_len` and runs `work(index, chunk)` on each: on the current
+/// tract executor's threads when it has several, else here.
+fn for_each_chunk_mut(
+    output: &mut [f32],
+    chunk_len: usize,
+    work: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    use tract_linalg::multithread::{Executor, current_tract_executor};
+    let chunk_len = chunk_len.max(1);
+    match current_tract_executor() {
+        Executor::MultiThread(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            output
+                .par_chunks_mut(chunk_len)
+                .enumerate()
+                .for_each(|(index, chunk)| work(index, chunk));
+        }),
+        _ => output
+            .chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(index, chunk)| work(index, chunk)),
     }
 }
 
-impl Eq for StridedDepthwise {}
+/// Channels per task of a pooling split between threads.
+const POOL_CHANNELS_PER_TASK: usize = 8;
 
-impl Op for StridedDepthwise {
+/// A 2x2 max pooling of stride 2 without padding (NCHW with a batch of 1, or CHW), on our
+/// kernel (`max_pool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPool2x2 {
+    format: DataFormat,
+}
+
+impl Op for MaxPool2x2 {
     fn name(&self) -> StaticName {
-        "StridedDepthwise".into()
+        "MaxPool2x2".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2x2 {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let Some((channels, height, width)) = image_size(self.format, input.shape()) else {
+            bail!(
+                "MaxPool2x2 takes one {:?} image, not {:?}",
+                self.format,
+                input.shape()
+            );
+        };
+        let (out_height, out_width) = max_pool::output_size(height, width);
+        let shape = channels_first_shape(self.format, channels, (out_height, out_width));
+        // SAFETY: `pool` writes every element of the output (its test checks it).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let source = view.as_slice::<f32>()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let out_area = out_height * out_width;
+            for_each_chunk_mut(
+                out.as_slice_mut::<f32>()?,
+                POOL_CHANNELS_PER_TASK * out_area,
+                &|task, chunk| {
+                    let first = task * POOL_CHANNELS_PER_TASK;
+                    let count = chunk.len() / out_area.max(1);
+                    max_pool::pool(source, (height, width), first..first + count, chunk);
+                },
+            );
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2x2 {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = inputs[0]
+            .shape
+            .as_concrete()
+            .context("MaxPool2x2 needs a concrete input shape")?;
+        let (channels, height, width) =
+            image_size(self.format, shape).with_context(|| format!("MaxPool2x2 on {shape:?}"))?;
+        let size = max_pool::output_size(height, width);
+        Ok(tvec!(f32::fact(channels_first_shape(
+            self.format,
+            channels,
+            size
+        ))))
+    }
+}
+
+/// The shape of a channels-first image of `format`.
+fn channels_first_shape(
+    format: DataFormat,
+    channels: usize,
+    (height, width): (usize, usize),
+) -> TVec<usize> {
+    if format.has_n() {
+        tvec![1, channels, height, width]
+    } else {
+        tvec![channels, height, width]
+    }
+}
+
+/// Replaces every 2x2 float max pooling of stride 2 without padding, channels first, by
+/// [`MaxPool2x2`]. Returns how many were replaced.
+pub fn use_own_max_pools(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::cnn::MaxPool;
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(pool) = node.op_as::<MaxPool>() else {
+            continue;
+        };
+        let spec = &pool.pool_spec;
+        let unpadded = match &spec.padding {
+            PaddingSpec::Valid => true,
+            PaddingSpec::Explicit(before, after) => {
+                before.iter().chain(after.iter()).all(|&p| p == 0)
+            }
+            _ => false,
+        };
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        let suitable = pool.with_index_outputs.is_none()
+            && !spec.data_format.c_is_last()
+            && spec.kernel_shape[..] == [2, 2]
+            && spec.strides().iter().all(|&s| s == 2)
+            && spec.dilations().iter().all(|&d| d == 1)
+            && unpadded
+            && input_fact.datum_type == f32::datum_type()
+            && input_fact
+                .shape
+                .as_concrete()
+                .and_then(|shape| image_size(spec.data_format, shape))
+                .is_some();
+        if !suitable {
+            continue;
+        }
+        let op = MaxPool2x2 {
+            format: spec.data_format,
+        };
+        let name = node.name.clone();
+        let input = node.inputs[0];
+        let mut patch = TypedModelPatch::new(format!("own max pool {name}"));
+        let tapped = patch.tap_model(model, input)?;
+        let wire = patch.wire_node(format!("{name}.max_pool_2x2"), op, &[tapped])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// A depthwise convolution with stride 1 or 2 (channels first or last, with or without a batch
+/// axis of 1; square kernel of odd side, explicit padding), on our kernel (`depthwise`): tract's
+/// runs scalar code at stride 2 and has no vectorised kernel for channels last.
+#[derive(Debug, Clone)]
+pub struct OwnDepthwise {
+    weights: Arc<DepthwiseWeights>,
+    format: DataFormat,
+}
+
+impl PartialEq for OwnDepthwise {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.weights, &other.weights) && self.format == other.format
+    }
+}
+
+impl Eq for OwnDepthwise {}
+
+impl OwnDepthwise {
+    fn channel_axis(&self) -> ChannelAxis {
+        if self.format.c_is_last() {
+            ChannelAxis::Last
+        } else {
+            ChannelAxis::First
+        }
+    }
+
+    fn input_size(&self, shape: &[usize]) -> Option<(usize, usize, usize)> {
+        image_size(self.format, shape)
+    }
+
+    fn output_shape(&self, (height, width): (usize, usize)) -> TVec<usize> {
+        let c = self.weights.channels;
+        let (h, w) = self.weights.output_size(height, width);
+        let mut shape: TVec<usize> = if self.format.has_n() {
+            tvec![1]
+        } else {
+            tvec![]
+        };
+        match self.channel_axis() {
+            ChannelAxis::First => shape.extend([c, h, w]),
+            ChannelAxis::Last => shape.extend([h, w, c]),
+        }
+        shape
+    }
+}
+
+/// (channels, height, width) of an image of `format` with a batch of at most 1, if `shape` is one.
+fn image_size(format: DataFormat, shape: &[usize]) -> Option<(usize, usize, usize)> {
+    let shape = if format.has_n() {
+        match shape {
+            [1, rest @ ..] => rest,
+            _ => return None,
+        }
+    } else {
+        shape
+    };
+    match (format.c_is_last(), shape) {
+        (false, &[c, h, w]) | (true, &[h, w, c]) => Some((c, h, w)),
+        _ => None,
+    }
+}
+
+impl Op for OwnDepthwise {
+    fn name(&self) -> StaticName {
+        "OwnDepthwise".into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
         let w = &self.weights;
         Ok(vec![format!(
-            "{} channels, {}x{} kernel, stride 2, padding {:?}",
-            w.channels, w.kernel, w.kernel, w.padding
+            "{} channels, {:?}, {}x{} kernel, stride {}, padding {:?}",
+            w.channels, self.format, w.kernel, w.kernel, w.stride, w.padding
         )])
     }
 
     op_as_typed_op!();
 }
 
-impl EvalOp for StridedDepthwise {
+impl EvalOp for OwnDepthwise {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let (channels, height, width) = match (self.batch_axis, input.shape()) {
-            (true, &[1, c, h, w]) | (false, &[c, h, w]) => (c, h, w),
-            _ => bail!(
-                "StridedDepthwise takes one NCHW or CHW image, not {:?}",
+        let Some((channels, height, width)) = self.input_size(input.shape()) else {
+            bail!(
+                "OwnDepthwise takes one {:?} image, not {:?}",
+                self.format,
                 input.shape()
-            ),
+            );
         };
         ensure!(channels == self.weights.channels);
-        let (out_height, out_width) = self.weights.output_size(height, width);
-        let shape: &[usize] = if self.batch_axis {
-            &[1, channels, out_height, out_width]
-        } else {
-            &[channels, out_height, out_width]
-        };
-        let mut output = Tensor::zero::<f32>(shape)?;
+        let mut output = Tensor::zero::<f32>(&self.output_shape((height, width)))?;
         {
             let view = input.try_as_plain_ram()?;
             let mut out = output.try_as_plain_ram_mut()?;
             depthwise::convolve(
                 view.as_slice::<f32>()?,
                 (height, width),
+                self.channel_axis(),
                 &self.weights,
                 out.as_slice_mut::<f32>()?,
             );
@@ -183,22 +514,19 @@ impl EvalOp for StridedDepthwise {
     }
 }
 
-impl TypedOp for StridedDepthwise {
+impl TypedOp for OwnDepthwise {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let shape = inputs[0]
             .shape
             .as_concrete()
-            .context("StridedDepthwise needs a concrete input shape")?;
-        let batch = usize::from(self.batch_axis);
-        ensure!(shape.len() == 3 + batch && shape[batch] == self.weights.channels);
-        let (h, w) = self.weights.output_size(shape[batch + 1], shape[batch + 2]);
-        Ok(tvec!(if self.batch_axis {
-            f32::fact([1, shape[1], h, w])
-        } else {
-            f32::fact([shape[0], h, w])
-        }))
+            .context("OwnDepthwise needs a concrete input shape")?;
+        let (channels, height, width) = self
+            .input_size(shape)
+            .with_context(|| format!("OwnDepthwise on {shape:?}"))?;
+        ensure!(channels == self.weights.channels);
+        Ok(tvec!(f32::fact(self.output_shape((height, width)))))
     }
 }
 
@@ -246,16 +574,18 @@ fn padding_of(conv: &Conv, kernel: usize, dilation: usize) -> Option<[usize; 4]>
     }
 }
 
-/// Padding of a stride-2 convolution of an input of `height` x `width`, as (top, left, bottom,
-/// right): explicit, or "same" (output = ceil(input / 2), the extra row and column after the
-/// input with SameUpper as ONNX defines it, before with SameLower).
-fn stride_2_padding(
+/// Padding of a convolution of stride `stride` on an input of `height` x `width`, as (top, left,
+/// bottom, right): explicit, or "same" (output = ceil(input / stride); an odd total with the
+/// extra row and column after the input with SameUpper as ONNX defines it, before with
+/// SameLower).
+fn padding_at_stride(
     conv: &Conv,
     kernel: usize,
+    stride: usize,
     (height, width): (usize, usize),
 ) -> Option<[usize; 4]> {
     let same = |length: usize, upper: bool| {
-        let total = ((length.div_ceil(2) - 1) * 2 + kernel).saturating_sub(length);
+        let total = ((length.div_ceil(stride) - 1) * stride + kernel).saturating_sub(length);
         let small = total / 2;
         if upper {
             (small, total - small)
@@ -379,9 +709,10 @@ pub fn use_bf16_convolutions(
     Ok(replaced)
 }
 
-/// Replaces every stride-2 depthwise float convolution (NCHW or CHW, odd square kernel,
-/// dilation 1) by [`StridedDepthwise`]. Returns how many were replaced.
-pub fn use_strided_depthwise(model: &mut TypedModel) -> TractResult<usize> {
+/// Replaces every depthwise float convolution of stride 1 or 2 (any of tract's 2-D layouts with a
+/// batch of at most 1, odd square kernel, dilation 1) by [`OwnDepthwise`]. Returns how many
+/// were replaced.
+pub fn use_own_depthwise(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
@@ -390,32 +721,27 @@ pub fn use_strided_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         };
         let spec = &conv.pool_spec;
         let kernel = spec.kernel_shape.first().copied().unwrap_or(0);
+        let stride = spec.strides().first().copied().unwrap_or(0);
         let channels = spec.input_channels;
         let input_fact = model.outlet_fact(node.inputs[0])?;
         let suitable = conv.group == channels
             && spec.output_channels == channels
             && conv.q_params.is_none()
             && conv.kernel_fmt == KernelFormat::OIHW
-            && matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
             && spec.kernel_shape[..] == [kernel, kernel]
             && kernel % 2 == 1
-            && spec.strides().iter().all(|&s| s == 2)
+            && (stride == 1 || stride == 2)
+            && spec.strides().iter().all(|&s| s == stride)
             && spec.dilations().iter().all(|&d| d == 1)
             && input_fact.datum_type == f32::datum_type();
-        let batch_axis = spec.data_format == DataFormat::NCHW;
-        let Some(shape) = input_fact.shape.as_concrete() else {
+        let size = input_fact
+            .shape
+            .as_concrete()
+            .and_then(|shape| image_size(spec.data_format, shape));
+        let Some((_, height, width)) = size.filter(|_| suitable) else {
             continue;
         };
-        let shape_fits = if batch_axis {
-            shape.len() == 4 && shape[0] == 1
-        } else {
-            shape.len() == 3
-        };
-        if !suitable || !shape_fits {
-            continue;
-        }
-        let (height, width) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-        let Some(padding) = stride_2_padding(conv, kernel, (height, width)) else {
+        let Some(padding) = padding_at_stride(conv, kernel, stride, (height, width)) else {
             continue;
         };
         let (Some(weights), Some(bias)) = (
@@ -427,18 +753,126 @@ pub fn use_strided_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let weights = weights.try_as_plain_ram()?;
         let weights = weights.as_slice::<f32>()?;
         ensure!(weights.len() == channels * kernel * kernel);
-        let op = StridedDepthwise {
+        let op = OwnDepthwise {
             weights: Arc::new(DepthwiseWeights::new(
-                weights, &bias, channels, kernel, padding,
+                weights, &bias, channels, kernel, stride, padding,
             )),
-            batch_axis,
+            format: spec.data_format,
         };
         let name = node.name.clone();
         let input = node.inputs[0];
-        let mut patch = TypedModelPatch::new(format!("strided depthwise {name}"));
+        let mut patch = TypedModelPatch::new(format!("own depthwise {name}"));
         let tapped = patch.tap_model(model, input)?;
-        let wire = patch.wire_node(format!("{name}.strided_depthwise"), op, &[tapped])?[0];
+        let wire = patch.wire_node(format!("{name}.own_depthwise"), op, &[tapped])?[0];
         patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// Replaces every matrix product that is a 1x1 convolution (tract's decluttering turns ONNX's
+/// 1x1 `Conv` into an `EinSum` of the image with constant weights `OI`: `IHW,OI->OHW`, its
+/// batched output `NOHW`, or a channels-last input `NHWI`) by [`Conv1x1`], folding the bias
+/// `Add` and a ReLU that follow it. Returns how many were replaced. Does nothing on a CPU
+/// without AVX-512 F.
+pub fn use_own_pointwise(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    if !conv1x1::supported() {
+        return Ok(0);
+    }
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            continue;
+        };
+        let (input_channels_last, batch_out) = match einsum.axes.to_string().as_str() {
+            "IHW,OI->OHW" => (false, false),
+            "IHW,OI->NOHW" => (false, true),
+            "NHWI,OI->OHW" => (true, false),
+            _ => continue,
+        };
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        let input_format = if input_channels_last {
+            DataFormat::NHWC
+        } else {
+            DataFormat::CHW
+        };
+        let size = input_fact
+            .shape
+            .as_concrete()
+            .and_then(|shape| image_size(input_format, shape));
+        let Some(kernel) = constant_input(model, node, 1) else {
+            continue;
+        };
+        let (&[out_channels, in_channels], Some((channels, _, _))) = (kernel.shape(), size) else {
+            continue;
+        };
+        if einsum.q_params.is_some()
+            || einsum.operating_dt != f32::datum_type()
+            || input_fact.datum_type != f32::datum_type()
+            || node.inputs.len() != 2
+            || channels != in_channels
+        {
+            continue;
+        }
+        // The bias: the product's only consumer adding one constant per output channel.
+        let bias_shape: TVec<usize> = if batch_out {
+            tvec![1, out_channels, 1, 1]
+        } else {
+            tvec![out_channels, 1, 1]
+        };
+        let bias_add = match &node.outputs[0].successors[..] {
+            [successor] => {
+                let next = model.node(successor.node);
+                let other = next
+                    .inputs
+                    .iter()
+                    .find(|input| input.node != id)
+                    .and_then(|input| model.outlet_fact(*input).ok()?.konst.clone());
+                let values = other.and_then(|k| {
+                    let view = k.try_as_plain_ram().ok()?;
+                    let values = view.as_slice::<f32>().ok()?.to_vec();
+                    (k.shape() == &bias_shape[..]).then_some(values)
+                });
+                match values {
+                    Some(values) if next.op().name() == "Add" && next.inputs.len() == 2 => {
+                        Some((next.id, values))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let bias = bias_add
+            .as_ref()
+            .map_or_else(|| vec![0.0; out_channels], |(_, values)| values.clone());
+        let last = bias_add.as_ref().map_or(id, |(add, _)| *add);
+        let relu = relu_after(model, model.node(last));
+        let kernel = kernel.try_as_plain_ram()?;
+        let op = Conv1x1 {
+            weights: Arc::new(conv1x1::PackedWeights::new(
+                kernel.as_slice::<f32>()?,
+                &bias,
+                out_channels,
+                in_channels,
+            )),
+            input_channels_last,
+            batch_out,
+            activation: if relu.is_some() {
+                Activation::Relu
+            } else {
+                Activation::None
+            },
+        };
+        let name = node.name.clone();
+        let input = node.inputs[0];
+        let replaced_outlet = OutletId::new(relu.unwrap_or(last), 0);
+        let mut patch = TypedModelPatch::new(format!("own 1x1 convolution {name}"));
+        let tapped = patch.tap_model(model, input)?;
+        let wire = patch.wire_node(format!("{name}.conv1x1"), op, &[tapped])?[0];
+        patch.shunt_outside(model, replaced_outlet, wire)?;
         patch.apply(model)?;
         replaced += 1;
     }
