@@ -17,6 +17,7 @@ use std::arch::x86_64::*;
 
 use super::NV;
 pub use super::{MR, NB, OutputPlanes};
+
 /// Weights of a group of output-channel blocks are kept to about this size, so that they and
 /// the input channels of a block of positions stay in the core's L2 cache together.
 const WEIGHT_GROUP_BYTES: usize = 256 * 1024;

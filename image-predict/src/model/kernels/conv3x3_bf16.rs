@@ -23,6 +23,7 @@ use std::arch::x86_64::*;
 
 use super::NV;
 pub use super::{MR, NB, OutputPlanes};
+
 /// Weights of a group of output-channel blocks are kept to about this size, so that they stay in
 /// the core's L2 cache (1 MiB here) while every block of positions passes them.
 const WEIGHT_GROUP_BYTES: usize = 512 * 1024;
