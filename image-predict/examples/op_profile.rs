@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
                     .density_settings()
             };
             let model = CsrNet::load(&models.join("csrnet/csrnet.onnx"), settings)?;
+            // CONV3X3_PRODUCTS=bf16|f32 forces them, as in the service.
+            println!("3x3 convolution products: {:?}", model.products());
             let shape = vec![1, 3, height as usize, width as usize];
             (
                 model.optimised_graph(width, height)?.into_runnable()?,

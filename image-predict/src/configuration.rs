@@ -10,7 +10,9 @@ use anyhow::Context;
 use crate::model::calibration as calibrated;
 use crate::model::centernet::{CenterNet, DetectorSettings};
 use crate::model::csrnet::CsrNet;
-use crate::model::{AdaptiveCounter, CountingMode, DenseSceneRule, DensitySettings, Kernels};
+use crate::model::{
+    AdaptiveCounter, CountingMode, DenseSceneRule, DensitySettings, Kernels, Products,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictConfig {
@@ -195,11 +197,17 @@ pub struct ModelConfig {
     #[arg(long, env = "DENSITY_TILE_MARGIN", default_value_t = calibrated::DENSITY_TILE_MARGIN)]
     pub density_tile_margin: u32,
 
-    /// Convolution kernels: own (ours where the CPU runs them: bfloat16 3x3 convolutions with
-    /// AVX-512 BF16, float32 1x1 ones with AVX-512 F, vectorised depthwise convolutions and 2x2
-    /// max poolings) or tract (tract's only).
+    /// Convolution kernels: own (ours where the CPU runs them: 3x3 convolutions with AVX-512,
+    /// bfloat16 or float32 products, whichever this CPU runs faster; float32 1x1 ones with
+    /// AVX-512 F; vectorised depthwise convolutions and 2x2 max poolings) or tract (tract's only).
     #[arg(long, env = "KERNELS", value_enum, default_value_t = Kernels::Own)]
     pub kernels: Kernels,
+
+    /// Products of our 3x3 convolutions (with `--kernels own`): bf16 or f32. Unset (the
+    /// default): whichever this CPU runs faster, timed once at start-up on one layer (logged as
+    /// "3x3 convolution products measured"). Set it for the same arithmetic on every node.
+    #[arg(long, env = "CONV3X3_PRODUCTS", value_enum)]
+    pub conv3x3_products: Option<Products>,
 
     /// Threads that share the matrix multiplications of one model run (default: the cores).
     /// With one photo in flight it gets every core; with several, they share the same threads,
@@ -287,6 +295,7 @@ impl ModelConfig {
             tile_margin: self.density_tile_margin,
             glance_side: self.glance_side,
             kernels: self.kernels,
+            products: self.conv3x3_products,
         }
     }
 
@@ -362,5 +371,19 @@ mod tests {
             assert!(error.contains(&place.display().to_string()), "{error}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Unset, the products are measured at load; set, they reach the density model, and a
+    /// value that names no products is refused with the choices.
+    #[test]
+    fn conv3x3_products_are_measured_unless_forced() {
+        assert_eq!(config(&[]).density_settings().products, None);
+        let forced = config(&["--conv3x3-products", "f32"]).density_settings();
+        assert_eq!(forced.products, Some(Products::F32));
+        let error = Flags::try_parse_from(["test", "--conv3x3-products", "int8"])
+            .err()
+            .expect("int8 is not a choice")
+            .to_string();
+        assert!(error.contains("bf16") && error.contains("f32"), "{error}");
     }
 }

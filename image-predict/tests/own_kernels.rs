@@ -1,16 +1,15 @@
 //! Our kernels inside the real models, against tract's own operators on the same inputs: CSRNet
-//! with our bfloat16 3x3 convolutions and max poolings, CenterNet with our depthwise and 1x1
-//! convolutions (float32).
+//! with our 3x3 convolutions (each kind of products this CPU runs) and max poolings, CenterNet
+//! with our depthwise and 1x1 convolutions (float32).
 //! (The detector's boxes are also checked against the published graph in person_only_graph.rs.)
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use image_predict::configuration::ModelConfig;
-use image_predict::model::Kernels;
 use image_predict::model::centernet::CenterNet;
 use image_predict::model::csrnet::{CsrNet, DensitySettings};
-use image_predict::model::kernels::conv3x3_bf16;
+use image_predict::model::{Kernels, Products};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -35,9 +34,10 @@ fn defaults() -> ModelConfig {
     Defaults::parse_from(["test"]).model
 }
 
-fn density_model(kernels: Kernels) -> CsrNet {
+fn density_model(kernels: Kernels, products: Option<Products>) -> CsrNet {
     let settings = DensitySettings {
         kernels,
+        products,
         ..defaults().density_settings()
     };
     CsrNet::load(&repo_root().join("models/csrnet/csrnet.onnx"), settings).unwrap()
@@ -46,16 +46,29 @@ fn density_model(kernels: Kernels) -> CsrNet {
 /// The dense dev photos through the density path (tiles at their own resolution) on both
 /// kernels: counts within 1 %, and every cell within a small fraction of the map's peak.
 /// bfloat16 keeps 8 significant bits of each product's operands; the sums stay float32.
+/// Each kind of products this CPU runs, forced as `--conv3x3-products` forces it.
 #[test]
-fn csrnet_on_bf16_convolutions_counts_as_on_tracts() {
-    if !conv3x3_bf16::supported() {
-        eprintln!("skipped: this CPU has no AVX-512 BF16; the service uses tract's kernels on it");
+fn csrnet_on_our_3x3_convolutions_counts_as_on_tracts() {
+    let tract = density_model(Kernels::Tract, None);
+    assert!(!tract.own_kernels());
+    let runnable: Vec<Products> = [Products::Bf16, Products::F32]
+        .into_iter()
+        .filter(|p| p.supported())
+        .collect();
+    if runnable.is_empty() {
+        eprintln!("skipped: this CPU has no AVX-512; the service uses tract's kernels on it");
+        let own = density_model(Kernels::Own, None);
+        assert!(!own.own_kernels(), "tract's kernels where ours cannot run");
         return;
     }
-    let own = density_model(Kernels::Own);
-    assert!(own.own_kernels());
-    let tract = density_model(Kernels::Tract);
-    assert!(!tract.own_kernels());
+    for products in runnable {
+        let own = density_model(Kernels::Own, Some(products));
+        assert_eq!(own.products(), Some(products));
+        counts_as_tract(&own, &tract, products);
+    }
+}
+
+fn counts_as_tract(own: &CsrNet, tract: &CsrNet, products: Products) {
     for name in ["shta_167.jpg", "shta_004.jpg"] {
         let photo = dev_photo(name);
         let ours = own.density(&photo).unwrap();
@@ -68,7 +81,7 @@ fn csrnet_on_bf16_convolutions_counts_as_on_tracts() {
         let relative = (ours.count - theirs.count).abs() / theirs.count;
         assert!(
             relative < 0.01,
-            "{name}: {} people on our kernels, {} on tract's",
+            "{name}: {} people on our kernels ({products:?}), {} on tract's",
             ours.count,
             theirs.count
         );
@@ -82,10 +95,10 @@ fn csrnet_on_bf16_convolutions_counts_as_on_tracts() {
             .fold(0.0f32, f32::max);
         assert!(
             worst < 0.05 * peak,
-            "{name}: a cell differs by {worst} (peak {peak})"
+            "{name} ({products:?}): a cell differs by {worst} (peak {peak})"
         );
         eprintln!(
-            "{name}: {:.1} (ours) against {:.1} (tract), worst cell {worst:.4} of peak {peak:.4}",
+            "{name}: {:.1} (ours, {products:?}) against {:.1} (tract), worst cell {worst:.4} of peak {peak:.4}",
             ours.count, theirs.count
         );
     }

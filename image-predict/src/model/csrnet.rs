@@ -12,7 +12,7 @@
 //!
 //! Plans: tract plans a model for one input shape. Tiles of one photo share a shape, and a
 //! camera sends photos of one size, so plans are made on first use and kept ([`PlanCache`]).
-//! With our bfloat16 convolutions (`kernels`), which hold their packed weights once for all
+//! With our 3x3 convolutions (`kernels`), which hold their packed weights once for all
 //! plans, a plan costs little memory; with tract's own convolutions each plan packs its own
 //! 65 MB of weights, and fewer are kept.
 
@@ -26,7 +26,8 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::knobs::KnobScope;
 
-use super::kernels::{self, conv3x3_bf16};
+pub use super::kernels::conv3x3::Products;
+use super::kernels::{self, conv3x3};
 use crate::imaging::resize_rgb;
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -63,6 +64,8 @@ pub struct DensitySettings {
     /// The glance: the whole photo with its long side scaled to this many pixels.
     pub glance_side: u32,
     pub kernels: Kernels,
+    /// The products of our 3x3 convolutions; `None`: the faster this CPU runs, measured at load.
+    pub products: Option<Products>,
 }
 
 /// A density map over a photo: people per cell, `columns` x `rows` cells, row-major. Cell
@@ -228,10 +231,11 @@ pub struct CsrNet {
     /// The parsed ONNX graph, from which a plan is made for each input size.
     onnx: InferenceModel,
     /// Our kernels' packed weights by convolution name, made once and shared by every plan.
-    packed: Mutex<HashMap<String, Arc<conv3x3_bf16::PackedWeights>>>,
+    packed: Mutex<HashMap<String, Arc<conv3x3::PackedWeights>>>,
     plans: Mutex<PlanCache>,
     settings: DensitySettings,
-    own_kernels: bool,
+    /// The products of our 3x3 convolutions, or `None` where they do not run.
+    products: Option<Products>,
 }
 
 impl CsrNet {
@@ -249,7 +253,18 @@ impl CsrNet {
         let onnx = tract_onnx::onnx()
             .model_for_path(path)
             .with_context(|| format!("reading the ONNX model {}", path.display()))?;
-        let own_kernels = settings.kernels == Kernels::Own && conv3x3_bf16::supported();
+        let products = match (settings.kernels, settings.products) {
+            (Kernels::Tract, _) => None,
+            (Kernels::Own, Some(products)) => {
+                anyhow::ensure!(
+                    products.supported(),
+                    "3x3 convolution products {products:?}: this CPU does not run them"
+                );
+                Some(products)
+            }
+            (Kernels::Own, None) => conv3x3::fastest_products(),
+        };
+        let own_kernels = products.is_some();
         let model = Self {
             onnx,
             packed: Mutex::new(HashMap::new()),
@@ -259,7 +274,7 @@ impl CsrNet {
                 uses: 0,
             }),
             settings,
-            own_kernels,
+            products,
         };
         let (w, h) = model.glance_size(4000, 3000);
         model.plan(w, h)?;
@@ -270,9 +285,14 @@ impl CsrNet {
         &self.settings
     }
 
-    /// Whether our bfloat16 convolutions run (asked for, and supported by this CPU).
+    /// Whether our 3x3 convolutions run (asked for, and supported by this CPU).
     pub fn own_kernels(&self) -> bool {
-        self.own_kernels
+        self.products.is_some()
+    }
+
+    /// The products our 3x3 convolutions take, when they run.
+    pub fn products(&self) -> Option<Products> {
+        self.products
     }
 
     /// The graph for a `width` x `height` input as the service runs it, optimised, before
@@ -285,10 +305,11 @@ impl CsrNet {
             .with_input_fact(0, f32::fact(shape).into())?
             .into_typed()?
             .into_decluttered()?;
-        if self.own_kernels {
-            let replaced = kernels::ops::use_bf16_convolutions(
+        if let Some(products) = self.products {
+            let replaced = kernels::ops::use_own_3x3_convolutions(
                 &mut model,
                 OWN_KERNEL_MIN_CHANNELS,
+                products,
                 &mut self.packed.lock().unwrap_or_else(|e| e.into_inner()),
             )?;
             anyhow::ensure!(replaced > 0, "no convolution of CSRNet took our kernel");
@@ -328,7 +349,7 @@ impl CsrNet {
             width,
             height,
             ms = started.elapsed().as_millis() as u64,
-            own_kernels = self.own_kernels,
+            products = ?self.products,
             "density model planned for a new input size"
         );
         let mut cache = self.plans.lock().unwrap_or_else(|e| e.into_inner());

@@ -20,7 +20,7 @@ use common::wire::PersonBox;
 use image::RgbImage;
 
 pub use adaptive::{AdaptiveCounter, CountingMode, DenseSceneRule, Signals, choose_method};
-pub use csrnet::{DensityMap, DensitySettings, Kernels};
+pub use csrnet::{DensityMap, DensitySettings, Kernels, Products};
 pub use nms::non_maximum_suppression;
 
 /// Which model produced a count.

@@ -17,6 +17,8 @@
 //! The same loops are compiled three times, for AVX-512, for AVX2 with FMA, and plain, and the
 //! best the CPU runs is chosen at run time.
 
+use std::ops::Range;
+
 /// Where the channel axis is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelAxis {
@@ -81,6 +83,24 @@ impl DepthwiseWeights {
         (out(height, top, bottom), out(width, left, right))
     }
 
+    /// The independent parts of the output, which [`convolve`] computes in any subset: its
+    /// channels (channels first) or its rows (channels last; `out_height` of them).
+    pub fn parts(&self, axis: ChannelAxis, out_height: usize) -> usize {
+        match axis {
+            ChannelAxis::First => self.channels,
+            ChannelAxis::Last => out_height,
+        }
+    }
+
+    /// Output elements per part, for an input of `height` x `width`.
+    pub fn part_len(&self, axis: ChannelAxis, (height, width): (usize, usize)) -> usize {
+        let (out_height, out_width) = self.output_size(height, width);
+        match axis {
+            ChannelAxis::First => out_height * out_width,
+            ChannelAxis::Last => out_width * self.channels,
+        }
+    }
+
     /// Padded rows (or columns) read for `outputs` output rows (or columns).
     fn padded_length(&self, outputs: usize) -> usize {
         self.stride * (outputs - 1) + self.kernel
@@ -88,27 +108,30 @@ impl DepthwiseWeights {
 }
 
 /// Convolves `input` (`[channels][height][width]`, or `[height][width][channels]` with channels
-/// last) into `output` (the same layout, of [`DepthwiseWeights::output_size`]).
+/// last) into `output`: the elements of the output parts `parts` (see
+/// [`DepthwiseWeights::parts`]; the output has the input's layout and
+/// [`DepthwiseWeights::output_size`]). Disjoint parts can be computed by different threads.
 pub fn convolve(
     input: &[f32],
     (height, width): (usize, usize),
     axis: ChannelAxis,
     w: &DepthwiseWeights,
+    parts: Range<usize>,
     output: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { convolve_avx512(input, (height, width), axis, w, output) };
+            return unsafe { convolve_avx512(input, (height, width), axis, w, parts, output) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: as above.
-            return unsafe { convolve_avx2(input, (height, width), axis, w, output) };
+            return unsafe { convolve_avx2(input, (height, width), axis, w, parts, output) };
         }
     }
-    convolve_portable(input, (height, width), axis, w, output)
+    convolve_portable(input, (height, width), axis, w, parts, output)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -118,9 +141,10 @@ unsafe fn convolve_avx512(
     size: (usize, usize),
     axis: ChannelAxis,
     w: &DepthwiseWeights,
+    parts: Range<usize>,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, axis, w, output)
+    convolve_portable(input, size, axis, w, parts, output)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -130,9 +154,10 @@ unsafe fn convolve_avx2(
     size: (usize, usize),
     axis: ChannelAxis,
     w: &DepthwiseWeights,
+    parts: Range<usize>,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, axis, w, output)
+    convolve_portable(input, size, axis, w, parts, output)
 }
 
 /// The whole computation; inlined into each of the per-ISA entry points above, where the
@@ -143,23 +168,32 @@ fn convolve_portable(
     (height, width): (usize, usize),
     axis: ChannelAxis,
     w: &DepthwiseWeights,
+    parts: Range<usize>,
     output: &mut [f32],
 ) {
-    let (out_height, out_width) = w.output_size(height, width);
+    let (out_height, _) = w.output_size(height, width);
     assert_eq!(
         input.len(),
         w.channels * height * width,
         "input of the declared size"
     );
+    assert!(
+        parts.start <= parts.end && parts.end <= w.parts(axis, out_height),
+        "parts {parts:?} of the output"
+    );
     assert_eq!(
         output.len(),
-        w.channels * out_height * out_width,
-        "output of the declared size"
+        parts.len() * w.part_len(axis, (height, width)),
+        "output of the parts' size"
     );
     match (axis, w.stride) {
-        (ChannelAxis::Last, _) => channels_last(input, (height, width), w, output),
-        (ChannelAxis::First, 1) => channels_first_stride_1(input, (height, width), w, output),
-        (ChannelAxis::First, _) => channels_first_stride_2(input, (height, width), w, output),
+        (ChannelAxis::Last, _) => channels_last(input, (height, width), w, parts, output),
+        (ChannelAxis::First, 1) => {
+            channels_first_stride_1(input, (height, width), w, parts, output)
+        }
+        (ChannelAxis::First, _) => {
+            channels_first_stride_2(input, (height, width), w, parts, output)
+        }
     }
 }
 
@@ -179,6 +213,7 @@ fn channels_first_stride_1(
     input: &[f32],
     (height, width): (usize, usize),
     w: &DepthwiseWeights,
+    channels: Range<usize>,
     output: &mut [f32],
 ) {
     let (out_height, out_width) = w.output_size(height, width);
@@ -187,7 +222,8 @@ fn channels_first_stride_1(
     let padded_width = w.padded_length(out_width);
     let padded_height = w.padded_length(out_height);
     let mut padded = vec![0f32; padded_height * padded_width];
-    for channel in 0..w.channels {
+    let out_planes = output.chunks_exact_mut(out_height * out_width);
+    for (channel, out_plane) in channels.zip(out_planes) {
         let plane = &input[channel * height * width..][..height * width];
         for (row, padded_row) in padded.chunks_exact_mut(padded_width).enumerate() {
             padded_row.fill(0.0);
@@ -198,7 +234,6 @@ fn channels_first_stride_1(
             padded_row[left..][..columns].copy_from_slice(&plane[y * width..][..columns]);
         }
         let weights = &w.weights[channel * k * k..][..k * k];
-        let out_plane = &mut output[channel * out_height * out_width..][..out_height * out_width];
         for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
             out_row.fill(w.bias[channel]);
             for ky in 0..k {
@@ -216,6 +251,7 @@ fn channels_first_stride_2(
     input: &[f32],
     (height, width): (usize, usize),
     w: &DepthwiseWeights,
+    channels: Range<usize>,
     output: &mut [f32],
 ) {
     let (out_height, out_width) = w.output_size(height, width);
@@ -227,7 +263,8 @@ fn channels_first_stride_2(
     // Per padded input row: its even columns, then its odd ones, `half` each (zero past the end).
     let padded_height = w.padded_length(out_height);
     let mut split = vec![0f32; padded_height * 2 * half];
-    for channel in 0..w.channels {
+    let out_planes = output.chunks_exact_mut(out_height * out_width);
+    for (channel, out_plane) in channels.zip(out_planes) {
         let plane = &input[channel * height * width..][..height * width];
         split.fill(0.0);
         for row in 0..padded_height {
@@ -238,7 +275,6 @@ fn channels_first_stride_2(
             split_row(&plane[y * width..][..width], left, even, odd);
         }
         let weights = &w.weights[channel * k * k..][..k * k];
-        let out_plane = &mut output[channel * out_height * out_width..][..out_height * out_width];
         for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
             out_row.fill(w.bias[channel]);
             for ky in 0..k {
@@ -257,32 +293,41 @@ fn channels_first_stride_2(
     }
 }
 
-/// Channels last: the input is padded once (a copy with zero rows and columns around it), then
-/// each output position adds, per tap, its input position's channels times the tap's weights.
+/// Channels last: the padded input rows the output rows `rows` read are copied once (with zero
+/// rows and columns around the input), then each output position adds, per tap, its input
+/// position's channels times the tap's weights.
 #[inline(always)]
 fn channels_last(
     input: &[f32],
     (height, width): (usize, usize),
     w: &DepthwiseWeights,
+    rows: Range<usize>,
     output: &mut [f32],
 ) {
-    let (out_height, out_width) = w.output_size(height, width);
+    let (_, out_width) = w.output_size(height, width);
+    if rows.is_empty() {
+        return;
+    }
     let (c, k, stride) = (w.channels, w.kernel, w.stride);
     let [top, left, _, _] = w.padding;
     let padded_width = w.padded_length(out_width);
-    let padded_height = w.padded_length(out_height);
-    let mut padded = vec![0f32; padded_height * padded_width * c];
+    // Padded rows `first_padded..` are read; slab row `r` is padded row `first_padded + r`.
+    let first_padded = stride * rows.start;
+    let slab_height = w.padded_length(rows.len());
+    let mut slab = vec![0f32; slab_height * padded_width * c];
     let columns = width.min(padded_width.saturating_sub(left));
-    for y in 0..height.min(padded_height.saturating_sub(top)) {
-        padded[((y + top) * padded_width + left) * c..][..columns * c]
-            .copy_from_slice(&input[y * width * c..][..columns * c]);
+    for (r, slab_row) in slab.chunks_exact_mut(padded_width * c).enumerate() {
+        let Some(y) = (first_padded + r).checked_sub(top).filter(|&y| y < height) else {
+            continue;
+        };
+        slab_row[left * c..][..columns * c].copy_from_slice(&input[y * width * c..][..columns * c]);
     }
-    for (oy, out_row) in output.chunks_exact_mut(out_width * c).enumerate() {
+    for (r, out_row) in output.chunks_exact_mut(out_width * c).enumerate() {
         for pixel in out_row.chunks_exact_mut(c) {
             pixel.copy_from_slice(&w.bias);
         }
         for ky in 0..k {
-            let row = &padded[(stride * oy + ky) * padded_width * c..][..padded_width * c];
+            let row = &slab[(stride * r + ky) * padded_width * c..][..padded_width * c];
             for kx in 0..k {
                 let weights = &w.weights_by_tap[(ky * k + kx) * c..][..c];
                 for (ox, pixel) in out_row.chunks_exact_mut(c).enumerate() {
@@ -395,15 +440,32 @@ mod tests {
             for axis in [ChannelAxis::First, ChannelAxis::Last] {
                 let expected = reference(&input, (h, wd), axis, &w);
                 let case = format!("{channels}x{h}x{wd} k{k} s{stride} {padding:?} {axis:?}");
+                let parts = w.parts(axis, oh);
                 let mut out = vec![f32::NAN; channels * oh * ow];
-                convolve(&input, (h, wd), axis, &w, &mut out);
+                convolve(&input, (h, wd), axis, &w, 0..parts, &mut out);
                 for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
                     assert!((a - b).abs() < 1e-4, "{case} #{i}: {a} vs {b}");
                 }
                 let mut portable = vec![f32::NAN; channels * oh * ow];
-                convolve_portable(&input, (h, wd), axis, &w, &mut portable);
+                convolve_portable(&input, (h, wd), axis, &w, 0..parts, &mut portable);
                 for (a, b) in portable.iter().zip(&expected) {
                     assert!((a - b).abs() < 1e-4, "{case}: portable path");
+                }
+                // In parts of 1, 2 and 3 (as threads compute it), the output is the same, bit
+                // for bit.
+                let part_len = w.part_len(axis, (h, wd));
+                for per_chunk in [1, 2, 3] {
+                    let mut pieces = vec![f32::NAN; channels * oh * ow];
+                    for (index, chunk) in pieces.chunks_mut(per_chunk * part_len).enumerate() {
+                        let first = index * per_chunk;
+                        let count = chunk.len() / part_len;
+                        convolve(&input, (h, wd), axis, &w, first..first + count, chunk);
+                    }
+                    assert_eq!(
+                        pieces.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{case}: in parts of {per_chunk}"
+                    );
                 }
             }
         }

@@ -1,19 +1,20 @@
 //! Our own kernels, where tract's are the limit (BENCHMARKS.md gives the profiles), inserted
 //! into the models at load by the passes of [`ops`]:
 //!
-//! - [`conv3x3_bf16`]: CSRNet's 3x3 convolutions with bfloat16 products (AVX-512 BF16).
+//! - [`conv3x3`]: CSRNet's 3x3 convolutions, with bfloat16 (AVX-512 BF16) or float32 (AVX-512 F)
+//!   products, whichever this CPU runs faster.
 //! - [`conv1x1`]: the detector's pointwise convolutions, float32 (AVX-512 F).
 //! - [`max_pool`]: CSRNet's 2x2 max poolings, vectorised.
 //! - [`depthwise`]: the detector's depthwise convolutions (stride 1 and 2, channels first and
 //!   last), vectorised.
 
 pub mod conv1x1;
-pub mod conv3x3_bf16;
+pub mod conv3x3;
 pub mod depthwise;
 pub mod max_pool;
 pub mod ops;
 
-// The register tile both convolution micro-kernels keep (`conv3x3_bf16`, `conv1x1`): MR output
+// The register tile both convolution micro-kernels keep (`conv3x3`, `conv1x1`): MR output
 // channels x NV vectors of 16 positions, 24 of AVX-512's 32 registers.
 /// Output channels per micro-kernel call.
 pub const MR: usize = 8;

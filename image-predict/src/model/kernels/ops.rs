@@ -12,7 +12,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::OutputPlanes;
 use super::conv1x1::{self, Activation};
-use super::conv3x3_bf16::{self as bf16, Geometry, PackedWeights};
+use super::conv3x3::{self, Geometry, PackedWeights};
 use super::depthwise::{self, ChannelAxis, DepthwiseWeights};
 use super::max_pool;
 
@@ -20,16 +20,17 @@ use super::max_pool;
 /// balance two to a few cores, large enough that scheduling costs nothing.
 const BLOCKS_PER_TASK: usize = 8;
 
-/// A 3x3 convolution (stride 1, padding = dilation, NCHW, batch 1) on our bfloat16 kernel
-/// (`conv3x3_bf16`), with the bias and optionally the following ReLU folded in.
+/// A 3x3 convolution (stride 1, padding = dilation, NCHW, batch 1) on our kernel (`conv3x3`,
+/// with the products of its packed weights), with the bias and optionally the following ReLU
+/// folded in.
 #[derive(Debug, Clone)]
-pub struct Bf16Conv3x3 {
+pub struct Conv3x3 {
     weights: Arc<PackedWeights>,
     dilation: usize,
     relu: bool,
 }
 
-impl PartialEq for Bf16Conv3x3 {
+impl PartialEq for Conv3x3 {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.weights, &other.weights)
             && self.dilation == other.dilation
@@ -37,17 +38,21 @@ impl PartialEq for Bf16Conv3x3 {
     }
 }
 
-impl Eq for Bf16Conv3x3 {}
+impl Eq for Conv3x3 {}
 
-impl Op for Bf16Conv3x3 {
+impl Op for Conv3x3 {
     fn name(&self) -> StaticName {
-        "Bf16Conv3x3".into()
+        "Conv3x3".into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {} channels, dilation {}, relu {}",
-            self.weights.in_channels, self.weights.out_channels, self.dilation, self.relu
+            "{} -> {} channels, dilation {}, relu {}, {:?} products",
+            self.weights.in_channels,
+            self.weights.out_channels,
+            self.dilation,
+            self.relu,
+            self.weights.products
         )])
     }
 
@@ -58,18 +63,19 @@ impl Op for Bf16Conv3x3 {
     op_as_typed_op!();
 }
 
-impl EvalOp for Bf16Conv3x3 {
+impl EvalOp for Conv3x3 {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let &[1, channels, height, width] = input.shape() else {
-            bail!("Bf16Conv3x3 takes one NCHW image, not {:?}", input.shape());
+            bail!("Conv3x3 takes one NCHW image, not {:?}", input.shape());
         };
         ensure!(channels == self.weights.in_channels);
         let view = input.try_as_plain_ram()?;
         let g = Geometry::new(height, width, self.dilation);
-        let packed = bf16::pack_input(view.as_slice::<f32>()?, channels, &g);
+        let packed =
+            conv3x3::pack_input(view.as_slice::<f32>()?, channels, &g, self.weights.products);
         let out_channels = self.weights.out_channels;
         // SAFETY: `convolve` writes every element of every output channel (the kernel's tests
         // check that no element is left as it was).
@@ -78,9 +84,9 @@ impl EvalOp for Bf16Conv3x3 {
         {
             let mut view = output.try_as_plain_ram_mut()?;
             let planes = OutputPlanes::new(view.as_slice_mut::<f32>()?);
-            let blocks = bf16::position_blocks(&g);
+            let blocks = conv3x3::position_blocks(&g);
             let run = |range: std::ops::Range<usize>| {
-                bf16::convolve(&packed, &self.weights, &g, self.relu, range, &planes)
+                conv3x3::convolve(&packed, &self.weights, &g, self.relu, range, &planes)
             };
             for_each_block_range(blocks, &run);
         }
@@ -88,7 +94,7 @@ impl EvalOp for Bf16Conv3x3 {
     }
 }
 
-impl TypedOp for Bf16Conv3x3 {
+impl TypedOp for Conv3x3 {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
@@ -272,6 +278,11 @@ fn for_each_chunk_mut(
             .for_each(|(index, chunk)| work(index, chunk)),
     }
 }
+
+/// Multiply-adds per task of a depthwise convolution split between threads (its output channels,
+/// or rows with channels last): a few tens of microseconds of work, so that a convolution of the
+/// detector's last blocks (6 Mi multiply-adds) still gives every core several tasks.
+const DEPTHWISE_MACS_PER_TASK: usize = 1 << 16;
 
 /// Channels per task of a pooling split between threads.
 const POOL_CHANNELS_PER_TASK: usize = 8;
@@ -504,13 +515,20 @@ impl EvalOp for OwnDepthwise {
             unsafe { Tensor::uninitialized::<f32>(&self.output_shape((height, width)))? };
         {
             let view = input.try_as_plain_ram()?;
+            let source = view.as_slice::<f32>()?;
             let mut out = output.try_as_plain_ram_mut()?;
-            depthwise::convolve(
-                view.as_slice::<f32>()?,
-                (height, width),
-                self.channel_axis(),
-                &self.weights,
+            let (axis, w) = (self.channel_axis(), &*self.weights);
+            let part_len = w.part_len(axis, (height, width));
+            let parts_per_task =
+                (DEPTHWISE_MACS_PER_TASK / (part_len * w.kernel * w.kernel).max(1)).max(1);
+            for_each_chunk_mut(
                 out.as_slice_mut::<f32>()?,
+                parts_per_task * part_len,
+                &|task, chunk| {
+                    let first = task * parts_per_task;
+                    let parts = first..first + chunk.len() / part_len.max(1);
+                    depthwise::convolve(source, (height, width), axis, w, parts, chunk);
+                },
             );
         }
         Ok(tvec!(output.into_tvalue()))
@@ -639,16 +657,18 @@ fn relu_after(model: &TypedModel, node: &TypedNode) -> Option<usize> {
 }
 
 /// Replaces every 3x3, stride-1, "same"-padded, ungrouped float convolution with at least
-/// `min_in_channels` input channels by [`Bf16Conv3x3`], folding a ReLU that follows it.
-/// Returns how many were replaced. Does nothing on a CPU without AVX-512 BF16. The weights are
-/// packed once per convolution (by node name) into `packed`, which later calls reuse: plans of
-/// the same model for other input sizes then share them.
-pub fn use_bf16_convolutions(
+/// `min_in_channels` input channels by [`Conv3x3`], folding a ReLU that follows it.
+/// Returns how many were replaced. Does nothing on a CPU that does not run `products`. The
+/// weights are packed once per convolution (by node name) into `packed`, which later calls
+/// reuse: plans of the same model for other input sizes then share them (all with the same
+/// `products`).
+pub fn use_own_3x3_convolutions(
     model: &mut TypedModel,
     min_in_channels: usize,
+    products: conv3x3::Products,
     packed: &mut std::collections::HashMap<String, Arc<PackedWeights>>,
 ) -> TractResult<usize> {
-    if !bf16::supported() {
+    if !products.supported() {
         return Ok(0);
     }
     let mut replaced = 0;
@@ -686,15 +706,20 @@ pub fn use_bf16_convolutions(
                 let kernel = kernel.try_as_plain_ram()?;
                 let kernel = kernel.as_slice::<f32>()?;
                 ensure!(kernel.len() == out_channels * in_channels * 9);
-                let weights =
-                    Arc::new(PackedWeights::new(kernel, &bias, out_channels, in_channels));
+                let weights = Arc::new(PackedWeights::new(
+                    kernel,
+                    &bias,
+                    out_channels,
+                    in_channels,
+                    products,
+                ));
                 packed.insert(node.name.clone(), Arc::clone(&weights));
                 weights
             }
         };
         ensure!(weights.in_channels == in_channels && weights.out_channels == out_channels);
         let relu = relu_after(model, node);
-        let op = Bf16Conv3x3 {
+        let op = Conv3x3 {
             weights,
             dilation,
             relu: relu.is_some(),
@@ -702,9 +727,9 @@ pub fn use_bf16_convolutions(
         let name = node.name.clone();
         let input = node.inputs[0];
         let replaced_outlet = OutletId::new(relu.unwrap_or(id), 0);
-        let mut patch = TypedModelPatch::new(format!("bf16 convolution {name}"));
+        let mut patch = TypedModelPatch::new(format!("own 3x3 convolution {name}"));
         let tapped = patch.tap_model(model, input)?;
-        let wire = patch.wire_node(format!("{name}.bf16"), op, &[tapped])?[0];
+        let wire = patch.wire_node(format!("{name}.conv3x3"), op, &[tapped])?[0];
         patch.shunt_outside(model, replaced_outlet, wire)?;
         patch.apply(model)?;
         replaced += 1;

@@ -1,22 +1,28 @@
 //! A 3x3 convolution with stride 1 and "same" padding (the padding equals the dilation), NCHW
-//! float32 in and out, whose products are taken in bfloat16 and summed in float32 by AVX-512's
-//! `vdpbf16ps`: CSRNet's 3x3 convolutions, which are 91 % of its time in tract.
+//! float32 in and out: CSRNet's 3x3 convolutions, which are 91 % of its time in tract. Its
+//! products are taken either in bfloat16, summed in float32 by AVX-512's `vdpbf16ps`
+//! ([`Products::Bf16`]), or in float32 by AVX-512 FMAs ([`Products::F32`]): the faster of the two
+//! on the CPU it runs on, measured once per process ([`fastest_products`]).
 //!
 //! Why our own: tract's float32 matrix products ran CSRNet's convolutions at 28-37 GMAC/s on one
-//! core here, where this machine's float32 FMA peak is about 55 and its bfloat16 dot-product
-//! peak about 110 (`vdpbf16ps` does two multiply-adds per lane). This kernel runs the same
-//! layers at 80-100 GMAC/s (BENCHMARKS.md). bfloat16 keeps float32's range and 8 bits of
-//! mantissa; each product's operands are rounded to nearest, every sum stays float32
-//! (the "fast math" float32 of oneDNN on AMX, and tract's own AMX-BF16 kernel).
+//! core of the machine this was first measured on, where its float32 FMA peak is about 55 and
+//! its bfloat16 dot-product peak about 110 (`vdpbf16ps` does two multiply-adds per lane); the
+//! bfloat16 products ran the same layers at 80-100 GMAC/s there. Other hosts of the same kind
+//! of virtual machine execute `vdpbf16ps` at half that rate and FMAs at twice it (onnxruntime's
+//! float32 CSRNet twice as fast as our bfloat16 one on such a host, BENCHMARKS.md), hence the
+//! choice measured at run time. bfloat16 keeps float32's range and 8 bits of mantissa; each
+//! product's operands are rounded to nearest, every sum stays float32 (the "fast math" float32
+//! of oneDNN on AMX, and tract's own AMX-BF16 kernel).
 //!
-//! How: the input is converted once into bfloat16 pairs of channels, zero-padded by the
-//! dilation on every side, each channel pair a flat plane of padded rows. An output position
-//! `n = y * padded_width + x` of the padded grid then reads, for tap `(dy, dx)`, the input at
-//! `n + dy * dilation * padded_width + dx * dilation`: every tap is one constant shift of the
-//! whole plane, and the convolution is nine shifted matrix products over contiguous memory
-//! (the positions past a row's end are computed and thrown away: 2 x dilation per row). The
-//! micro-kernel keeps [`MR`] output channels x [`NB`] positions in 24 registers and, per tap and
-//! channel pair, loads three 16-position vectors and broadcasts each channel's weight pair.
+//! How: the input is converted once into planes of packed words, zero-padded by the dilation on
+//! every side, each a flat plane of padded rows: a word is a bfloat16 pair of channels, or one
+//! float32 channel. An output position `n = y * padded_width + x` of the padded grid then reads,
+//! for tap `(dy, dx)`, the input at `n + dy * dilation * padded_width + dx * dilation`: every tap
+//! is one constant shift of the whole plane, and the convolution is nine shifted matrix products
+//! over contiguous memory (the positions past a row's end are computed and thrown away:
+//! 2 x dilation per row). The micro-kernel keeps [`MR`] output channels x [`NB`] positions in 24
+//! registers and, per tap and plane, loads three 16-position vectors and broadcasts each output
+//! channel's weight word.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -28,18 +34,102 @@ pub use super::{MR, NB, OutputPlanes};
 /// the core's L2 cache (1 MiB here) while every block of positions passes them.
 const WEIGHT_GROUP_BYTES: usize = 512 * 1024;
 
-/// Whether this CPU runs the kernel (AVX-512 F, BW and BF16), checked at run time.
-pub fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
+/// The arithmetic of the products (`--conv3x3-products`; by default the faster one, measured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Products {
+    /// Operands rounded to bfloat16, two channels per word (AVX-512 F, BW and BF16).
+    Bf16,
+    /// Float32 (AVX-512 F).
+    F32,
+}
+
+impl Products {
+    /// Whether this CPU runs the kernel with these products, checked at run time.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let f = std::arch::is_x86_feature_detected!("avx512f");
+            match self {
+                Products::F32 => f,
+                Products::Bf16 => {
+                    f && std::arch::is_x86_feature_detected!("avx512bw")
+                        && std::arch::is_x86_feature_detected!("avx512bf16")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Input channels per packed word.
+    fn channels_per_word(self) -> usize {
+        match self {
+            Products::Bf16 => 2,
+            Products::F32 => 1,
+        }
     }
+}
+
+/// The faster products this CPU runs, or `None` when it runs neither: measured once per
+/// process on a layer of CSRNet's shape (64 -> 64 channels, 56 x 72, dilation 2), the best of
+/// three runs of each (a few tens of milliseconds, once).
+pub fn fastest_products() -> Option<Products> {
+    static FASTEST: std::sync::OnceLock<Option<Products>> = std::sync::OnceLock::new();
+    *FASTEST.get_or_init(|| {
+        let candidates: Vec<Products> = [Products::Bf16, Products::F32]
+            .into_iter()
+            .filter(|p| p.supported())
+            .collect();
+        if candidates.len() < 2 {
+            return candidates.first().copied();
+        }
+        let (c, k, h, w) = (64, 64, 56, 72);
+        let input: Vec<f32> = (0..c * h * w)
+            .map(|i| (i % 13) as f32 * 0.1 - 0.6)
+            .collect();
+        let weights: Vec<f32> = (0..k * c * 9)
+            .map(|i| (i % 7) as f32 * 0.01 - 0.03)
+            .collect();
+        let bias = vec![0.1; k];
+        let g = Geometry::new(h, w, 2);
+        let mut out = vec![0f32; k * h * w];
+        let timed = |products: Products, out: &mut [f32]| {
+            let packed_weights = PackedWeights::new(&weights, &bias, k, c, products);
+            (0..3)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let packed = pack_input(&input, c, &g, products);
+                    convolve(
+                        &packed,
+                        &packed_weights,
+                        &g,
+                        true,
+                        0..position_blocks(&g),
+                        &OutputPlanes::new(out),
+                    );
+                    started.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let bf16 = timed(Products::Bf16, &mut out);
+        let f32 = timed(Products::F32, &mut out);
+        let fastest = if bf16 < f32 {
+            Products::Bf16
+        } else {
+            Products::F32
+        };
+        tracing::info!(
+            bf16_ms = bf16.as_secs_f64() * 1e3,
+            f32_ms = f32.as_secs_f64() * 1e3,
+            chosen = ?fastest,
+            "3x3 convolution products measured on this CPU"
+        );
+        Some(fastest)
+    })
 }
 
 /// bfloat16 bits of `value`, rounded to nearest even as `vcvtneps2bf16` rounds.
@@ -57,23 +147,30 @@ pub fn bf16_bits(value: f32) -> u16 {
 pub struct PackedWeights {
     pub out_channels: usize,
     pub in_channels: usize,
-    /// `[block of MR outputs][tap][channel pair][MR]`: two bfloat16 weights (channels 2p and
-    /// 2p + 1) per u32, zero past the last channel.
+    pub products: Products,
+    /// `[block of MR outputs][tap][word][MR]`: with bfloat16 products, two weights (channels 2p
+    /// and 2p + 1) per word; with float32, one; zero past the last channel.
     data: Vec<u32>,
     bias: Vec<f32>,
 }
 
 impl PackedWeights {
     /// `weights`: `[out][in][3][3]` float32, `bias`: one per output channel.
-    pub fn new(weights: &[f32], bias: &[f32], out_channels: usize, in_channels: usize) -> Self {
+    pub fn new(
+        weights: &[f32],
+        bias: &[f32],
+        out_channels: usize,
+        in_channels: usize,
+        products: Products,
+    ) -> Self {
         assert_eq!(weights.len(), out_channels * in_channels * 9, "3x3 weights");
         assert_eq!(bias.len(), out_channels, "one bias per output channel");
         let blocks = out_channels.div_ceil(MR);
-        let pairs = in_channels.div_ceil(2);
-        let mut data = vec![0u32; blocks * 9 * pairs * MR];
+        let words = in_channels.div_ceil(products.channels_per_word());
+        let mut data = vec![0u32; blocks * 9 * words * MR];
         for block in 0..blocks {
             for tap in 0..9 {
-                for pair in 0..pairs {
+                for word in 0..words {
                     for m in 0..MR {
                         let out = block * MR + m;
                         if out >= out_channels {
@@ -81,15 +178,18 @@ impl PackedWeights {
                         }
                         let weight = |channel: usize| {
                             if channel < in_channels {
-                                u32::from(bf16_bits(
-                                    weights[(out * in_channels + channel) * 9 + tap],
-                                ))
+                                weights[(out * in_channels + channel) * 9 + tap]
                             } else {
-                                0
+                                0.0
                             }
                         };
-                        data[((block * 9 + tap) * pairs + pair) * MR + m] =
-                            weight(2 * pair) | (weight(2 * pair + 1) << 16);
+                        data[((block * 9 + tap) * words + word) * MR + m] = match products {
+                            Products::Bf16 => {
+                                u32::from(bf16_bits(weight(2 * word)))
+                                    | (u32::from(bf16_bits(weight(2 * word + 1))) << 16)
+                            }
+                            Products::F32 => weight(word).to_bits(),
+                        };
                     }
                 }
             }
@@ -97,17 +197,19 @@ impl PackedWeights {
         Self {
             out_channels,
             in_channels,
+            products,
             data,
             bias: bias.to_vec(),
         }
     }
 
-    fn pairs(&self) -> usize {
-        self.in_channels.div_ceil(2)
+    /// Packed words per input position: channel pairs, or channels.
+    fn words(&self) -> usize {
+        self.in_channels.div_ceil(self.products.channels_per_word())
     }
 
     fn panel_len(&self) -> usize {
-        9 * self.pairs() * MR
+        9 * self.words() * MR
     }
 }
 
@@ -119,7 +221,7 @@ pub struct Geometry {
     pub dilation: usize,
     /// Row length of the padded planes: `width + 2 * dilation`.
     padded_width: usize,
-    /// u32 (channel pairs) per packed plane, with room for the last shifted vector reads.
+    /// Words per packed plane, with room for the last shifted vector reads.
     plane: usize,
     /// Output positions computed: `height * padded_width`, rounded up to [`NB`].
     positions: usize,
@@ -148,12 +250,27 @@ impl Geometry {
     }
 }
 
-/// The input, NCHW float32 of `channels` x geometry, as zero-padded planes of bfloat16 channel
-/// pairs.
-pub fn pack_input(input: &[f32], channels: usize, g: &Geometry) -> Vec<u32> {
-    let pairs = channels.div_ceil(2);
+/// The input, NCHW float32 of `channels` x geometry, as zero-padded planes of packed words:
+/// bfloat16 channel pairs, or float32 channels.
+pub fn pack_input(input: &[f32], channels: usize, g: &Geometry, products: Products) -> Vec<u32> {
     let area = g.height * g.width;
     assert_eq!(input.len(), channels * area, "input of the declared shape");
+    if products == Products::F32 {
+        let mut packed = vec![0u32; channels * g.plane];
+        for (plane, source) in packed
+            .chunks_exact_mut(g.plane)
+            .zip(input.chunks_exact(area))
+        {
+            for (y, source_row) in source.chunks_exact(g.width).enumerate() {
+                let start = (y + g.dilation) * g.padded_width + g.dilation;
+                for (word, &value) in plane[start..][..g.width].iter_mut().zip(source_row) {
+                    *word = value.to_bits();
+                }
+            }
+        }
+        return packed;
+    }
+    let pairs = channels.div_ceil(2);
     let mut packed = vec![0u32; pairs * g.plane];
     for (pair, plane) in packed.chunks_exact_mut(g.plane).enumerate() {
         let even = &input[2 * pair * area..][..area];
@@ -177,7 +294,7 @@ pub fn pack_input(input: &[f32], channels: usize, g: &Geometry) -> Vec<u32> {
 
 fn pack_row(row: &mut [u32], even: &[f32], odd: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if supported() {
+    if Products::Bf16.supported() {
         // SAFETY: the CPU has the features the function is compiled for.
         unsafe { pack_row_avx512(row, even, odd) };
         return;
@@ -255,8 +372,8 @@ impl Stores {
 /// between threads: each block writes its own part of every output channel.
 ///
 /// # Panics
-/// If the CPU lacks the kernel's features ([`supported`]) or the buffers are not of the
-/// geometry's sizes.
+/// If the CPU lacks the features of the weights' products ([`Products::supported`]) or the
+/// buffers are not of the geometry's sizes.
 pub fn convolve(
     packed: &[u32],
     weights: &PackedWeights,
@@ -265,8 +382,12 @@ pub fn convolve(
     blocks: std::ops::Range<usize>,
     out: &OutputPlanes<'_>,
 ) {
-    assert!(supported(), "the CPU lacks AVX-512 BF16");
-    assert_eq!(packed.len(), weights.pairs() * g.plane, "packed input");
+    assert!(
+        weights.products.supported(),
+        "the CPU lacks the features of {:?} products",
+        weights.products
+    );
+    assert_eq!(packed.len(), weights.words() * g.plane, "packed input");
     assert_eq!(out.len, weights.out_channels * g.height * g.width, "output");
     assert!(blocks.end <= position_blocks(g));
     let offsets: [usize; 9] = std::array::from_fn(|tap| {
@@ -287,7 +408,8 @@ pub fn convolve(
                 let mut bias = [0f32; MR];
                 bias[..channels].copy_from_slice(&weights.bias[block * MR..][..channels]);
                 let call = Call {
-                    pairs: weights.pairs(),
+                    products: weights.products,
+                    words: weights.words(),
                     offsets: &offsets,
                     n,
                     bias: &bias,
@@ -305,7 +427,8 @@ pub fn convolve(
 
 /// One micro-kernel call: MR output channels of NB positions.
 struct Call<'a> {
-    pairs: usize,
+    products: Products,
+    words: usize,
     offsets: &'a [usize; 9],
     n: usize,
     bias: &'a [f32; MR],
@@ -322,11 +445,15 @@ fn run_block(panel: &[u32], packed: &[u32], g: &Geometry, call: &Call) {
     // output) stay within the buffers, whose sizes it asserted.
     unsafe {
         let mut results = [[_mm512_setzero_ps(); NV]; MR];
-        micro_kernel(
+        let kernel = match call.products {
+            Products::Bf16 => micro_kernel_bf16,
+            Products::F32 => micro_kernel_f32,
+        };
+        kernel(
             panel,
             packed,
             g.plane,
-            call.pairs,
+            call.words,
             call.offsets,
             call.n,
             call.bias,
@@ -351,11 +478,11 @@ pub fn position_blocks(g: &Geometry) -> usize {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_kernel(
+unsafe fn micro_kernel_bf16(
     panel: &[u32],
     packed: &[u32],
     plane: usize,
-    pairs: usize,
+    words: usize,
     offsets: &[usize; 9],
     n: usize,
     bias: &[f32; MR],
@@ -376,7 +503,7 @@ unsafe fn micro_kernel(
         let mut weights = panel.as_ptr();
         for tap in 0..9 {
             let shifted = packed.as_ptr().add(n + offsets[tap]);
-            for pair in 0..pairs {
+            for pair in 0..words {
                 let source = shifted.add(pair * plane);
                 let mut inputs: [__m512bh; NV] =
                     [std::mem::transmute::<__m512, __m512bh>(_mm512_setzero_ps()); NV];
@@ -390,6 +517,61 @@ unsafe fn micro_kernel(
                         std::mem::transmute(_mm512_set1_epi32(*weights.add(m) as i32));
                     for v in 0..NV {
                         acc[m][v] = _mm512_dpbf16_ps(acc[m][v], weight, inputs[v]);
+                    }
+                }
+                weights = weights.add(MR);
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        for m in 0..MR {
+            for v in 0..NV {
+                results[m][v] = if relu {
+                    _mm512_max_ps(acc[m][v], zero)
+                } else {
+                    acc[m][v]
+                };
+            }
+        }
+    }
+}
+
+/// [`micro_kernel_bf16`] with float32 words and FMAs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_kernel_f32(
+    panel: &[u32],
+    packed: &[u32],
+    plane: usize,
+    channels: usize,
+    offsets: &[usize; 9],
+    n: usize,
+    bias: &[f32; MR],
+    relu: bool,
+    results: &mut [[__m512; NV]; MR],
+) {
+    // SAFETY: see `convolve`.
+    #[allow(clippy::needless_range_loop)]
+    unsafe {
+        let mut acc: [[__m512; NV]; MR] = [[_mm512_setzero_ps(); NV]; MR];
+        for m in 0..MR {
+            for v in 0..NV {
+                acc[m][v] = _mm512_set1_ps(bias[m]);
+            }
+        }
+        let mut weights = panel.as_ptr().cast::<f32>();
+        for tap in 0..9 {
+            let shifted = packed.as_ptr().add(n + offsets[tap]).cast::<f32>();
+            for channel in 0..channels {
+                let source = shifted.add(channel * plane);
+                let mut inputs = [_mm512_setzero_ps(); NV];
+                for v in 0..NV {
+                    inputs[v] = _mm512_loadu_ps(source.add(16 * v));
+                }
+                for m in 0..MR {
+                    let weight = _mm512_set1_ps(*weights.add(m));
+                    for v in 0..NV {
+                        acc[m][v] = _mm512_fmadd_ps(weight, inputs[v], acc[m][v]);
                     }
                 }
                 weights = weights.add(MR);
@@ -439,7 +621,7 @@ unsafe fn scatter(
 
 #[cfg(not(target_arch = "x86_64"))]
 fn run_block(_: &[u32], _: &[u32], _: &Geometry, _: &Call) {
-    unreachable!("convolve checks `supported`, false on this architecture")
+    unreachable!("convolve checks `Products::supported`, false on this architecture")
 }
 
 #[cfg(test)]
@@ -497,14 +679,37 @@ mod tests {
         assert_eq!(bf16_bits(-2.5), 0xc020);
     }
 
-    /// Against the definition, on odd sizes (channel counts not multiples of the pair or of
-    /// MR, widths not multiples of 16, both dilations): every output within bfloat16's error.
-    #[test]
-    fn matches_the_definition_within_bf16_rounding() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512 BF16, and the kernel is not used on it");
-            return;
+    /// The products this CPU runs (the kernel is not used on a CPU that runs neither).
+    fn supported_products() -> Vec<Products> {
+        let products: Vec<Products> = [Products::Bf16, Products::F32]
+            .into_iter()
+            .filter(|p| p.supported())
+            .collect();
+        if products.is_empty() {
+            eprintln!("skipped: this CPU has no AVX-512, and the kernel is not used on it");
         }
+        products
+    }
+
+    #[test]
+    fn the_fastest_products_are_ones_this_cpu_runs() {
+        match fastest_products() {
+            Some(products) => assert!(products.supported()),
+            None => assert!(supported_products().is_empty()),
+        }
+    }
+
+    /// Against the definition, on odd sizes (channel counts not multiples of the pair or of
+    /// MR, widths not multiples of 16, both dilations): every output within bfloat16's error,
+    /// or float32's.
+    #[test]
+    fn matches_the_definition_within_rounding() {
+        for products in supported_products() {
+            matches_the_definition_with(products);
+        }
+    }
+
+    fn matches_the_definition_with(products: Products) {
         let mut seed = 7;
         for (c, k, h, w, dilation) in [
             (16, 24, 20, 37, 1),
@@ -519,8 +724,8 @@ mod tests {
             let bias = pseudo_random(k, &mut seed, 0.1);
             let expected = reference(&input, &weights, &bias, (c, k, h, w), dilation);
             let g = Geometry::new(h, w, dilation);
-            let packed = pack_input(&input, c, &g);
-            let packed_weights = PackedWeights::new(&weights, &bias, k, c);
+            let packed = pack_input(&input, c, &g, products);
+            let packed_weights = PackedWeights::new(&weights, &bias, k, c, products);
             let mut out = vec![f32::NAN; k * h * w];
             convolve(
                 &packed,
@@ -532,12 +737,15 @@ mod tests {
             );
             // Each operand is rounded to 8 significant bits (relative error at most 2^-8), so a
             // product is off by at most about 2^-7 of itself; over the 9 c terms of |w x| <= 0.05
-            // that bounds the error by 9 c 0.05 2^-7.
-            let bound = 9.0 * c as f32 * 0.05 / 128.0;
+            // that bounds the error by 9 c 0.05 2^-7. In float32 only the sums round (24 bits).
+            let bound = match products {
+                Products::Bf16 => 9.0 * c as f32 * 0.05 / 128.0,
+                Products::F32 => 1e-5 * 9.0 * c as f32,
+            };
             for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
                 assert!(
                     (got - want).abs() <= bound,
-                    "{c}x{k} {h}x{w} d{dilation}, output {i}: {got} against {want}"
+                    "{products:?} {c}x{k} {h}x{w} d{dilation}, output {i}: {got} against {want}"
                 );
             }
             // No systematic bias: the errors of a whole layer cancel out.
@@ -553,18 +761,20 @@ mod tests {
 
     #[test]
     fn relu_clamps_and_split_blocks_write_the_same() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512 BF16, and the kernel is not used on it");
-            return;
+        for products in supported_products() {
+            relu_clamps_and_split_blocks_write_the_same_with(products);
         }
+    }
+
+    fn relu_clamps_and_split_blocks_write_the_same_with(products: Products) {
         let (c, k, h, w) = (12, 10, 13, 40);
         let mut seed = 11;
         let input = pseudo_random(c * h * w, &mut seed, 1.0);
         let weights = pseudo_random(k * c * 9, &mut seed, 0.1);
         let bias = pseudo_random(k, &mut seed, 0.1);
         let g = Geometry::new(h, w, 1);
-        let packed = pack_input(&input, c, &g);
-        let packed_weights = PackedWeights::new(&weights, &bias, k, c);
+        let packed = pack_input(&input, c, &g, products);
+        let packed_weights = PackedWeights::new(&weights, &bias, k, c, products);
         let blocks = position_blocks(&g);
         let mut whole = vec![f32::NAN; k * h * w];
         convolve(
