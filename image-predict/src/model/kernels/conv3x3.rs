@@ -475,6 +475,32 @@ pub fn position_blocks(g: &Geometry) -> usize {
     g.positions / NB
 }
 
+/// The micro-kernels' accumulators, each output channel's starting at its bias. Inlined into
+/// both (same features), so that the accumulators stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn bias_accumulators(bias: &[f32; MR]) -> [[__m512; NV]; MR] {
+    std::array::from_fn(|m| [_mm512_set1_ps(bias[m]); NV])
+}
+
+/// The micro-kernels' sums, through the ReLU when it is folded in.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn finish(acc: &[[__m512; NV]; MR], relu: bool, results: &mut [[__m512; NV]; MR]) {
+    let zero = _mm512_setzero_ps();
+    for (sums, out) in acc.iter().zip(results.iter_mut()) {
+        for (sum, result) in sums.iter().zip(out.iter_mut()) {
+            *result = if relu {
+                _mm512_max_ps(*sum, zero)
+            } else {
+                *sum
+            };
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
@@ -494,12 +520,7 @@ unsafe fn micro_kernel_bf16(
     // live in registers only.
     #[allow(clippy::needless_range_loop)]
     unsafe {
-        let mut acc: [[__m512; NV]; MR] = [[_mm512_setzero_ps(); NV]; MR];
-        for m in 0..MR {
-            for v in 0..NV {
-                acc[m][v] = _mm512_set1_ps(bias[m]);
-            }
-        }
+        let mut acc = bias_accumulators(bias);
         let mut weights = panel.as_ptr();
         for tap in 0..9 {
             let shifted = packed.as_ptr().add(n + offsets[tap]);
@@ -522,16 +543,7 @@ unsafe fn micro_kernel_bf16(
                 weights = weights.add(MR);
             }
         }
-        let zero = _mm512_setzero_ps();
-        for m in 0..MR {
-            for v in 0..NV {
-                results[m][v] = if relu {
-                    _mm512_max_ps(acc[m][v], zero)
-                } else {
-                    acc[m][v]
-                };
-            }
-        }
+        finish(&acc, relu, results);
     }
 }
 
@@ -553,12 +565,7 @@ unsafe fn micro_kernel_f32(
     // SAFETY: see `convolve`.
     #[allow(clippy::needless_range_loop)]
     unsafe {
-        let mut acc: [[__m512; NV]; MR] = [[_mm512_setzero_ps(); NV]; MR];
-        for m in 0..MR {
-            for v in 0..NV {
-                acc[m][v] = _mm512_set1_ps(bias[m]);
-            }
-        }
+        let mut acc = bias_accumulators(bias);
         let mut weights = panel.as_ptr().cast::<f32>();
         for tap in 0..9 {
             let shifted = packed.as_ptr().add(n + offsets[tap]).cast::<f32>();
@@ -577,16 +584,7 @@ unsafe fn micro_kernel_f32(
                 weights = weights.add(MR);
             }
         }
-        let zero = _mm512_setzero_ps();
-        for m in 0..MR {
-            for v in 0..NV {
-                results[m][v] = if relu {
-                    _mm512_max_ps(acc[m][v], zero)
-                } else {
-                    acc[m][v]
-                };
-            }
-        }
+        finish(&acc, relu, results);
     }
 }
 
