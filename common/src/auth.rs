@@ -164,6 +164,26 @@ pub fn required_token(
     }
 }
 
+/// Whether a public listener on `listen` may serve viewers: with a viewer token always; without
+/// one only on loopback (this machine alone reaches it), unless `open` (an authenticating proxy in
+/// front does the checking) or `no_auth` (a local demo) says otherwise.
+pub fn check_viewer_access(
+    listen: std::net::SocketAddr,
+    viewer_token: Option<&str>,
+    open: bool,
+    no_auth: bool,
+) -> Result<(), String> {
+    if viewer_token.is_some() || open || no_auth || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "the dashboard's public listener {listen} is reachable from other machines and \
+         VIEWER_TOKEN is not set, so anyone reaching it would see every camera's photos: set \
+         VIEWER_TOKEN, listen on 127.0.0.1, or with an authenticating proxy in front set \
+         OPEN_VIEWERS=1 (--open-viewers)"
+    ))
+}
+
 impl SharedToken {
     pub fn new(secret: &str) -> Self {
         Self {
@@ -544,6 +564,24 @@ fn limiter(per_minute: u32, burst: u32) -> Limiter {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    #[test]
+    fn viewers_need_a_token_unless_only_this_machine_reaches_the_listener() {
+        let anywhere: std::net::SocketAddr = "0.0.0.0:4400".parse().unwrap();
+        let pod_ip: std::net::SocketAddr = "10.1.2.3:4400".parse().unwrap();
+        let loopback: std::net::SocketAddr = "127.0.0.1:4400".parse().unwrap();
+        let loopback6: std::net::SocketAddr = "[::1]:4400".parse().unwrap();
+        for listen in [anywhere, pod_ip] {
+            let refused = check_viewer_access(listen, None, false, false).unwrap_err();
+            assert!(refused.contains("VIEWER_TOKEN") && refused.contains(&listen.to_string()));
+            assert!(check_viewer_access(listen, Some("a-viewer-token-1234"), false, false).is_ok());
+            assert!(check_viewer_access(listen, None, true, false).is_ok());
+            assert!(check_viewer_access(listen, None, false, true).is_ok());
+        }
+        for listen in [loopback, loopback6] {
+            assert!(check_viewer_access(listen, None, false, false).is_ok());
+        }
+    }
 
     #[test]
     fn a_new_key_verifies_against_its_line_and_its_line_holds_no_secret() {

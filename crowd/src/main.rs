@@ -1,6 +1,9 @@
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use std::net::Ipv4Addr;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::telemetry::{self, LogFormat};
 use crowd::{Stack, StackAuth};
 use dashboard::DashboardConfig;
@@ -23,7 +26,8 @@ enum Command {
     /// Run the whole stack on this machine: upload on :8003, dashboard on :4400 (ingest :4401),
     /// predict on :8002, ops listeners on :9003/:9400/:9002. The services talk to each other over
     /// loopback with a token made for the run; cameras upload with a key from the key file
-    /// (made, with one key printed once, on first start).
+    /// (made, with one key printed once, on first start). Only the upload listener is reached
+    /// from other machines (and the dashboard's, with VIEWER_TOKEN) unless an address is given.
     Up(Box<UpArgs>),
     /// Count every photo of DIR/truth.csv through image-predict's counting path and compare with
     /// the truth: one row per photo, then error and time per photo for each density band.
@@ -89,14 +93,63 @@ struct UpArgs {
     upload: UploadConfig,
 }
 
+impl UpArgs {
+    /// The services' default addresses are all interfaces, as a pod needs. On one machine
+    /// `crowd up` moves every listener whose address was not given (flag or environment) to
+    /// loopback, except image-upload's public one (cameras on the network upload there, with a
+    /// key) and the dashboard's public one when viewers must prove who they are
+    /// (VIEWER_TOKEN): ops, ingest and image-predict's API are for this machine's services.
+    fn keep_private_listeners_on_loopback(&mut self, given: impl Fn(&str) -> bool) {
+        let viewers_checked = self.dashboard.viewer_token.is_some();
+        let private = [
+            (
+                "dashboard_addr",
+                &mut self.dashboard.listen,
+                !viewers_checked,
+            ),
+            ("ingest_listen", &mut self.dashboard.ingest_listen, true),
+            (
+                "dashboard_metrics_addr",
+                &mut self.dashboard.metrics_listen,
+                true,
+            ),
+            ("predict_addr", &mut self.predict.listen, true),
+            (
+                "predict_metrics_addr",
+                &mut self.predict.metrics_listen,
+                true,
+            ),
+            ("upload_metrics_addr", &mut self.upload.metrics_listen, true),
+        ];
+        for (id, listen, move_it) in private {
+            if move_it && !given(id) {
+                listen.set_ip(Ipv4Addr::LOCALHOST.into());
+            }
+        }
+    }
+}
+
+/// Whether the argument `id` of `matches` was given on the command line or in the environment.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     image_predict::allocator::keep_freed_memory();
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Up(args) => {
-            let args = *args;
+            let mut args = *args;
+            let up = matches
+                .subcommand_matches("up")
+                .expect("the up subcommand's arguments");
+            args.keep_private_listeners_on_loopback(|id| given(up, id));
             if !args.no_auth
                 && let Some(key) = crowd::keys::first_key(&args.keys_file)?
             {
@@ -192,5 +245,43 @@ mod tests {
         assert!(Cli::try_parse_from(["crowd", "eval", "photos", "--json"]).is_ok());
         assert!(Cli::try_parse_from(["crowd", "keys", "new", "--cameras", "gate-*"]).is_ok());
         assert!(Cli::try_parse_from(["crowd", "up", "--no-auth"]).is_ok());
+    }
+
+    fn up_addresses(arguments: &[&str]) -> [std::net::SocketAddr; 7] {
+        let matches = Cli::command()
+            .try_get_matches_from(arguments)
+            .expect("the arguments parse");
+        let Command::Up(mut args) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("`crowd up` parsed as another subcommand");
+        };
+        let up = matches.subcommand_matches("up").unwrap();
+        args.keep_private_listeners_on_loopback(|id| given(up, id));
+        [
+            args.upload.listen,
+            args.dashboard.listen,
+            args.dashboard.ingest_listen,
+            args.dashboard.metrics_listen,
+            args.predict.listen,
+            args.predict.metrics_listen,
+            args.upload.metrics_listen,
+        ]
+    }
+
+    /// Only image-upload's public listener is reachable from other machines by default; the
+    /// dashboard's too when viewers need a token; an address given is kept as given.
+    #[test]
+    fn up_keeps_private_listeners_on_loopback_unless_told_otherwise() {
+        let [upload, dashboard, private @ ..] = up_addresses(&["crowd", "up"]);
+        assert!(upload.ip().is_unspecified(), "{upload}");
+        assert!(dashboard.ip().is_loopback(), "{dashboard}");
+        for listen in private {
+            assert!(listen.ip().is_loopback(), "{listen}");
+        }
+        let [_, dashboard, ..] =
+            up_addresses(&["crowd", "up", "--viewer-token", "a-viewer-token-0123456789"]);
+        assert!(dashboard.ip().is_unspecified(), "{dashboard}");
+        let [_, _, _, _, predict, ..] =
+            up_addresses(&["crowd", "up", "--predict-addr", "0.0.0.0:8102"]);
+        assert_eq!(predict, "0.0.0.0:8102".parse().unwrap());
     }
 }

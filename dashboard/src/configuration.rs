@@ -49,6 +49,12 @@ pub struct DashboardConfig {
     #[arg(long, env = "VIEWER_TOKEN", hide_env_values = true)]
     pub viewer_token: Option<String>,
 
+    /// Serve viewers without a credential on an address other machines reach: only behind an
+    /// authenticating proxy that does the checking. Without it and without VIEWER_TOKEN the
+    /// dashboard refuses to start unless its public listener is on loopback (127.0.0.1, ::1).
+    #[arg(long, env = "OPEN_VIEWERS")]
+    pub open_viewers: bool,
+
     /// With a token set, `PUT /api/v1/cameras/{camera}/settings` accepts changes of the camera
     /// registry with `Authorization: Bearer <token>`; without one, the registry is read-only.
     #[arg(long, env = "DASHBOARD_ADMIN_TOKEN", hide_env_values = true)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use common::auth::{SharedToken, required_token};
+use common::auth::{SharedToken, check_viewer_access, required_token};
 use common::http::{
     self, SHUTDOWN_GRACE_SECS, healthz, json_error, json_extractor_errors, not_found,
 };
@@ -98,6 +98,13 @@ impl Application {
         // rediss:// needs a process-wide TLS provider; a second install (tests, the launcher
         // building several dashboards) is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        check_viewer_access(
+            config.listen,
+            config.viewer_token.as_deref(),
+            config.open_viewers,
+            config.no_auth,
+        )
+        .map_err(anyhow::Error::msg)?;
         let (listener, port) = bind(config.listen, "dashboard public")?;
         let (ingest_listener, ingest_port) = bind(config.ingest_listen, "dashboard ingest")?;
         let (ops_listener, metrics_port) = bind(config.metrics_listen, "dashboard ops")?;
