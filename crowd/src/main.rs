@@ -1,6 +1,5 @@
-use std::path::PathBuf;
-
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -137,19 +136,24 @@ fn given(matches: &ArgMatches, id: &str) -> bool {
     )
 }
 
+/// The command line (and environment) as `crowd` runs it: `crowd up`'s listeners whose address
+/// was not given are moved to loopback here.
+fn parse(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+    let mut cli = Cli::from_arg_matches(matches)?;
+    if let (Command::Up(args), Some(up)) = (&mut cli.command, matches.subcommand_matches("up")) {
+        args.keep_private_listeners_on_loopback(|id| given(up, id));
+    }
+    Ok(cli)
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let cli = parse(&Cli::command().get_matches()).unwrap_or_else(|error| error.exit());
     image_predict::allocator::keep_freed_memory();
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Up(args) => {
-            let mut args = *args;
-            let up = matches
-                .subcommand_matches("up")
-                .expect("the up subcommand's arguments");
-            args.keep_private_listeners_on_loopback(|id| given(up, id));
+            let args = *args;
             if !args.no_auth
                 && let Some(key) = crowd::keys::first_key(&args.keys_file)?
             {
@@ -251,11 +255,9 @@ mod tests {
         let matches = Cli::command()
             .try_get_matches_from(arguments)
             .expect("the arguments parse");
-        let Command::Up(mut args) = Cli::from_arg_matches(&matches).unwrap().command else {
+        let Command::Up(args) = parse(&matches).unwrap().command else {
             panic!("`crowd up` parsed as another subcommand");
         };
-        let up = matches.subcommand_matches("up").unwrap();
-        args.keep_private_listeners_on_loopback(|id| given(up, id));
         [
             args.upload.listen,
             args.dashboard.listen,
