@@ -16,6 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::NV;
+pub use super::activation::Activation;
 pub use super::{MR, NB, OutputPlanes};
 
 /// Weights of a group of output-channel blocks are kept to about this size, so that they and
@@ -32,14 +33,6 @@ pub fn supported() -> bool {
     {
         false
     }
-}
-
-/// What follows the product and the bias, in the same pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    /// `max(x, 0)`.
-    Relu,
 }
 
 /// The convolution's weights in the micro-kernel's order, and its bias.
@@ -183,14 +176,10 @@ unsafe fn micro_kernel(
             }
             weights = weights.add(MR);
         }
-        let zero = _mm512_setzero_ps();
         for m in 0..channels {
             let row = out.add(m * positions);
             for v in 0..NV {
-                let value = match activation {
-                    Activation::None => acc[m][v],
-                    Activation::Relu => _mm512_max_ps(acc[m][v], zero),
-                };
+                let value = activation.apply_avx512(acc[m][v]);
                 _mm512_mask_storeu_ps(row.add(16 * v), masks[v], value);
             }
         }
@@ -199,21 +188,12 @@ unsafe fn micro_kernel(
 
 #[cfg(test)]
 mod tests {
+    use super::super::pseudo_random;
     use super::*;
 
-    fn pseudo_random(count: usize, seed: &mut u32) -> Vec<f32> {
-        (0..count)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 17;
-                *seed ^= *seed << 5;
-                (*seed % 20001) as f32 / 10000.0 - 1.0
-            })
-            .collect()
-    }
-
     /// Against the definition in float64, on channel counts that are not multiples of MR and
-    /// position counts that are not multiples of the block; with ReLU; split in two calls.
+    /// position counts that are not multiples of the block; with each activation; split in two
+    /// calls.
     #[test]
     fn matches_the_definition() {
         if !supported() {
@@ -226,7 +206,12 @@ mod tests {
             let weights = pseudo_random(k * c, &mut seed);
             let bias = pseudo_random(k, &mut seed);
             let packed = PackedWeights::new(&weights, &bias, k, c);
-            for activation in [Activation::None, Activation::Relu] {
+            let hard_swish = Activation::HardSwish {
+                scale: 1.0 / 6.0,
+                shift: 3.0,
+                cap: 6.0,
+            };
+            for activation in [Activation::None, Activation::Relu, hard_swish] {
                 let mut out = vec![f32::NAN; k * positions];
                 let planes = OutputPlanes::new(&mut out);
                 let blocks = position_blocks(positions);
@@ -253,9 +238,7 @@ mod tests {
                             want +=
                                 f64::from(weights[o * c + i]) * f64::from(input[i * positions + n]);
                         }
-                        if activation == Activation::Relu {
-                            want = want.max(0.0);
-                        }
+                        want = f64::from(activation.apply(want as f32));
                         let got = out[o * positions + n];
                         assert!(
                             (f64::from(got) - want).abs() <= 1e-5 * (c as f64).sqrt() * 4.0,

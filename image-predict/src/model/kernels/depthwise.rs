@@ -15,9 +15,13 @@
 //!   tap's weight per channel (one vector of 16 channels on AVX-512).
 //!
 //! The same loops are compiled three times, for AVX-512, for AVX2 with FMA, and plain, and the
-//! best the CPU runs is chosen at run time.
+//! best the CPU runs is chosen at run time. On AVX-512, channels first, each output row is
+//! computed by [`row_avx512`] instead: 64 columns' sums stay in registers over all taps (the
+//! detector's depthwise convolutions 27.3 → 17.4 ms in `op_profile`, BENCHMARKS.md).
 
 use std::ops::Range;
+
+use super::activation::Activation;
 
 /// Where the channel axis is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub struct DepthwiseWeights {
     /// `[ky][kx][channel]`, for channels last.
     weights_by_tap: Vec<f32>,
     bias: Vec<f32>,
+    /// Applied to each output row once its sums are complete.
+    pub activation: Activation,
 }
 
 impl DepthwiseWeights {
@@ -71,7 +77,13 @@ impl DepthwiseWeights {
             weights: weights.to_vec(),
             weights_by_tap,
             bias: bias.to_vec(),
+            activation: Activation::None,
         }
+    }
+
+    /// The same convolution followed by `activation`.
+    pub fn with_activation(self, activation: Activation) -> Self {
+        Self { activation, ..self }
     }
 
     /// Output height and width for an input of `height` x `width`.
@@ -131,7 +143,15 @@ pub fn convolve(
             return unsafe { convolve_avx2(input, (height, width), axis, w, parts, output) };
         }
     }
-    convolve_portable(input, (height, width), axis, w, parts, output)
+    convolve_with(
+        input,
+        (height, width),
+        axis,
+        w,
+        parts,
+        output,
+        RowKernel::Portable,
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -144,7 +164,7 @@ unsafe fn convolve_avx512(
     parts: Range<usize>,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, axis, w, parts, output)
+    convolve_with(input, size, axis, w, parts, output, RowKernel::Avx512)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -157,19 +177,30 @@ unsafe fn convolve_avx2(
     parts: Range<usize>,
     output: &mut [f32],
 ) {
-    convolve_portable(input, size, axis, w, parts, output)
+    convolve_with(input, size, axis, w, parts, output, RowKernel::Portable)
+}
+
+/// How an output row of a channels-first convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKernel {
+    /// Slice loops the compiler vectorises ([`multiply_add`]).
+    Portable,
+    /// Sums kept in AVX-512 registers over every tap ([`row_avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 /// The whole computation; inlined into each of the per-ISA entry points above, where the
 /// compiler vectorises its slice loops for that ISA.
 #[inline(always)]
-fn convolve_portable(
+fn convolve_with(
     input: &[f32],
     (height, width): (usize, usize),
     axis: ChannelAxis,
     w: &DepthwiseWeights,
     parts: Range<usize>,
     output: &mut [f32],
+    row_kernel: RowKernel,
 ) {
     let (out_height, _) = w.output_size(height, width);
     assert_eq!(
@@ -189,18 +220,19 @@ fn convolve_portable(
     match (axis, w.stride) {
         (ChannelAxis::Last, _) => channels_last(input, (height, width), w, parts, output),
         (ChannelAxis::First, 1) => {
-            channels_first_stride_1(input, (height, width), w, parts, output)
+            channels_first_stride_1(input, (height, width), w, parts, output, row_kernel)
         }
         (ChannelAxis::First, _) => {
-            channels_first_stride_2(input, (height, width), w, parts, output)
+            channels_first_stride_2(input, (height, width), w, parts, output, row_kernel)
         }
     }
 }
 
 /// `a += s * weight` over two slices. A multiply and an add rather than `mul_add`: the portable
 /// build has no FMA instruction, and `mul_add` would call the C library's `fmaf` per element.
-/// (Keeping 64 columns' sums in registers over all taps instead was slower here: 22.4 against
-/// 17.4 ms for the detector's depthwise convolutions in `op_profile`.)
+/// (Keeping 64 columns' sums in registers over all taps in this portable code was slower: 22.4
+/// against 17.4 ms for the detector's depthwise convolutions in `op_profile`; written with
+/// AVX-512 intrinsics, [`row_avx512`], it is faster, see there.)
 #[inline(always)]
 fn multiply_add(acc: &mut [f32], source: &[f32], weight: f32) {
     for (a, &s) in acc.iter_mut().zip(source) {
@@ -215,6 +247,7 @@ fn channels_first_stride_1(
     w: &DepthwiseWeights,
     channels: Range<usize>,
     output: &mut [f32],
+    row_kernel: RowKernel,
 ) {
     let (out_height, out_width) = w.output_size(height, width);
     let k = w.kernel;
@@ -235,13 +268,82 @@ fn channels_first_stride_1(
         }
         let weights = &w.weights[channel * k * k..][..k * k];
         for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
-            out_row.fill(w.bias[channel]);
-            for ky in 0..k {
-                let row = &padded[(oy + ky) * padded_width..][..padded_width];
-                for kx in 0..k {
-                    multiply_add(out_row, &row[kx..][..out_width], weights[ky * k + kx]);
+            let rows = &padded[oy * padded_width..][..k * padded_width];
+            match row_kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Avx512` is chosen only by `convolve_avx512`, which runs on CPUs with
+                // the feature.
+                RowKernel::Avx512 => unsafe {
+                    let tap = |ky: usize, kx: usize| &rows[ky * padded_width + kx..];
+                    row_avx512(tap, k, weights, w.bias[channel], w.activation, out_row)
+                },
+                RowKernel::Portable => {
+                    out_row.fill(w.bias[channel]);
+                    for (ky, row) in rows.chunks_exact(padded_width).enumerate() {
+                        for kx in 0..k {
+                            multiply_add(out_row, &row[kx..][..out_width], weights[ky * k + kx]);
+                        }
+                    }
+                    w.activation.apply_to_all(out_row);
                 }
             }
+        }
+    }
+}
+
+/// Vectors of 16 output columns whose sums [`row_avx512`] keeps in registers at once.
+#[cfg(target_arch = "x86_64")]
+const ROW_VECTORS: usize = 4;
+
+/// One output row of a convolution, channels first: `tap(ky, kx)` is the input that tap reads
+/// for the row, from its first output column on (at least `out_row.len()` values; a padded row
+/// at stride 1, a padded row's even or odd columns at stride 2). Blocks of 64 columns keep their
+/// sums in four registers over all `k * k` taps and are stored once, activation applied: one
+/// load per multiply-add, where the slice loops load and store the sums once per tap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn row_avx512<'a>(
+    tap: impl Fn(usize, usize) -> &'a [f32],
+    k: usize,
+    weights: &[f32],
+    bias: f32,
+    activation: Activation,
+    out_row: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let out_width = out_row.len();
+    assert_eq!(weights.len(), k * k, "k x k weights");
+    for first in (0..out_width).step_by(16 * ROW_VECTORS) {
+        let lanes = (out_width - first).min(16 * ROW_VECTORS);
+        let masks: [__mmask16; ROW_VECTORS] = std::array::from_fn(|v| {
+            let valid = lanes.saturating_sub(16 * v).min(16);
+            ((1u32 << valid) - 1) as __mmask16
+        });
+        let mut sums = [_mm512_set1_ps(bias); ROW_VECTORS];
+        for ky in 0..k {
+            for kx in 0..k {
+                let weight = _mm512_set1_ps(weights[ky * k + kx]);
+                let source = &tap(ky, kx)[..out_width][first..];
+                for (v, sum) in sums.iter_mut().enumerate() {
+                    // SAFETY: the mask keeps the load to the `lanes - 16 v` columns of
+                    // `source` that exist.
+                    let x = unsafe {
+                        _mm512_maskz_loadu_ps(masks[v], source.as_ptr().wrapping_add(16 * v))
+                    };
+                    *sum = _mm512_fmadd_ps(x, weight, *sum);
+                }
+            }
+        }
+        let destination = out_row[first..].as_mut_ptr();
+        for (v, sum) in sums.into_iter().enumerate() {
+            // SAFETY: as for the loads, `lanes - 16 v` columns of the row from `first`.
+            unsafe {
+                _mm512_mask_storeu_ps(
+                    destination.wrapping_add(16 * v),
+                    masks[v],
+                    activation.apply_avx512(sum),
+                )
+            };
         }
     }
 }
@@ -253,6 +355,7 @@ fn channels_first_stride_2(
     w: &DepthwiseWeights,
     channels: Range<usize>,
     output: &mut [f32],
+    row_kernel: RowKernel,
 ) {
     let (out_height, out_width) = w.output_size(height, width);
     let k = w.kernel;
@@ -276,17 +379,27 @@ fn channels_first_stride_2(
         }
         let weights = &w.weights[channel * k * k..][..k * k];
         for (oy, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
-            out_row.fill(w.bias[channel]);
-            for ky in 0..k {
+            let tap = |ky: usize, kx: usize| {
                 let row = &split[(2 * oy + ky) * 2 * half..][..2 * half];
                 let (even, odd) = row.split_at(half);
-                for kx in 0..k {
-                    let source = if kx % 2 == 0 { even } else { odd };
-                    multiply_add(
-                        out_row,
-                        &source[kx / 2..][..out_width],
-                        weights[ky * k + kx],
-                    );
+                let columns = if kx.is_multiple_of(2) { even } else { odd };
+                &columns[kx / 2..]
+            };
+            match row_kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as at stride 1.
+                RowKernel::Avx512 => unsafe {
+                    row_avx512(tap, k, weights, w.bias[channel], w.activation, out_row)
+                },
+                RowKernel::Portable => {
+                    out_row.fill(w.bias[channel]);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let source = &tap(ky, kx)[..out_width];
+                            multiply_add(out_row, source, weights[ky * k + kx]);
+                        }
+                    }
+                    w.activation.apply_to_all(out_row);
                 }
             }
         }
@@ -338,6 +451,7 @@ fn channels_last(
                 }
             }
         }
+        w.activation.apply_to_all(out_row);
     }
 }
 
@@ -404,7 +518,7 @@ mod tests {
                         ChannelAxis::First => (c * oh + oy) * ow + ox,
                         ChannelAxis::Last => (oy * ow + ox) * channels + c,
                     };
-                    out[at] = sum as f32;
+                    out[at] = w.activation.apply(sum as f32);
                 }
             }
         }
@@ -420,26 +534,47 @@ mod tests {
             seed ^= seed << 5;
             (seed % 2001) as f32 / 1000.0 - 1.0
         };
+        let activations = [
+            Activation::None,
+            Activation::Relu,
+            Activation::HardSwish {
+                scale: 1.0 / 6.0,
+                shift: 3.0,
+                cap: 6.0,
+            },
+        ];
         // TensorFlow's "same" padding at stride 2 puts the extra row and column at the end.
-        for (channels, h, wd, k, stride, padding) in [
+        for (case_index, (channels, h, wd, k, stride, padding)) in [
             (3, 16, 16, 3, 2, [0, 0, 1, 1]),
             (5, 17, 23, 3, 2, [1, 1, 1, 1]),
             (4, 32, 20, 5, 2, [1, 1, 2, 2]),
             (2, 9, 40, 5, 2, [2, 2, 2, 2]),
+            (2, 7, 150, 3, 2, [0, 0, 1, 1]),
             (16, 12, 12, 3, 1, [1, 1, 1, 1]),
             (7, 13, 29, 5, 1, [2, 2, 2, 2]),
             (20, 5, 3, 3, 1, [1, 1, 1, 1]),
             (3, 10, 11, 3, 1, [0, 0, 0, 0]),
             (24, 9, 8, 5, 1, [2, 1, 2, 3]),
-        ] {
+            // Rows of more than one block of 64 columns, the last one partial.
+            (3, 6, 70, 3, 1, [1, 1, 1, 1]),
+            (2, 5, 131, 5, 1, [2, 2, 2, 2]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let weights: Vec<f32> = (0..channels * k * k).map(|_| next()).collect();
             let bias: Vec<f32> = (0..channels).map(|_| next()).collect();
             let input: Vec<f32> = (0..channels * h * wd).map(|_| next()).collect();
-            let w = DepthwiseWeights::new(&weights, &bias, channels, k, stride, padding);
+            // Each case with one activation, in turn.
+            let activation = activations[case_index % activations.len()];
+            let w = DepthwiseWeights::new(&weights, &bias, channels, k, stride, padding)
+                .with_activation(activation);
             let (oh, ow) = w.output_size(h, wd);
             for axis in [ChannelAxis::First, ChannelAxis::Last] {
                 let expected = reference(&input, (h, wd), axis, &w);
-                let case = format!("{channels}x{h}x{wd} k{k} s{stride} {padding:?} {axis:?}");
+                let case = format!(
+                    "{channels}x{h}x{wd} k{k} s{stride} {padding:?} {axis:?} {activation:?}"
+                );
                 let parts = w.parts(axis, oh);
                 let mut out = vec![f32::NAN; channels * oh * ow];
                 convolve(&input, (h, wd), axis, &w, 0..parts, &mut out);
@@ -447,7 +582,8 @@ mod tests {
                     assert!((a - b).abs() < 1e-4, "{case} #{i}: {a} vs {b}");
                 }
                 let mut portable = vec![f32::NAN; channels * oh * ow];
-                convolve_portable(&input, (h, wd), axis, &w, 0..parts, &mut portable);
+                let rows = RowKernel::Portable;
+                convolve_with(&input, (h, wd), axis, &w, 0..parts, &mut portable, rows);
                 for (a, b) in portable.iter().zip(&expected) {
                     assert!((a - b).abs() < 1e-4, "{case}: portable path");
                 }

@@ -7,7 +7,10 @@
 //! - [`max_pool`]: CSRNet's 2x2 max poolings, vectorised.
 //! - [`depthwise`]: the detector's depthwise convolutions (stride 1 and 2, channels first and
 //!   last), vectorised.
+//! - [`activation`]: the ReLU or hard swish that follows a convolution, applied by the kernels
+//!   above in the same pass.
 
+pub mod activation;
 pub mod conv1x1;
 pub mod conv3x3;
 pub mod depthwise;
@@ -43,4 +46,17 @@ impl<'a> OutputPlanes<'a> {
             _buffer: std::marker::PhantomData,
         }
     }
+}
+
+/// Test inputs: `count` values in [-1, 1] from a xorshift generator at `seed`.
+#[cfg(test)]
+pub(crate) fn pseudo_random(count: usize, seed: &mut u32) -> Vec<f32> {
+    (0..count)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 17;
+            *seed ^= *seed << 5;
+            (*seed % 20001) as f32 / 10000.0 - 1.0
+        })
+        .collect()
 }

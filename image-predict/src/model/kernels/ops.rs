@@ -110,22 +110,22 @@ impl TypedOp for Conv3x3 {
 }
 
 /// A 1x1 convolution on our float32 kernel (`conv1x1`): the matrix product of constant weights
-/// `[out][in]` with an image, channels first (`[in][h][w]`) or last (`[1][h][w][in]`, transposed
-/// first), into `[out][h][w]` (with a leading batch axis of 1 when `batch_out`), with the bias
-/// and optionally the following ReLU folded in.
+/// `[out][in]` with an image (batch 1), with the bias and the activation that follows folded in.
+/// The kernel reads and writes channels first; a channels-last input is transposed before it, a
+/// channels-last output after it (unless it has one channel, whose two layouts are the same).
 #[derive(Debug, Clone)]
 pub struct Conv1x1 {
     weights: Arc<conv1x1::PackedWeights>,
-    input_channels_last: bool,
-    batch_out: bool,
+    input: DataFormat,
+    output: DataFormat,
     activation: Activation,
 }
 
 impl PartialEq for Conv1x1 {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.weights, &other.weights)
-            && self.input_channels_last == other.input_channels_last
-            && self.batch_out == other.batch_out
+            && self.input == other.input
+            && self.output == other.output
             && self.activation == other.activation
     }
 }
@@ -133,21 +133,25 @@ impl PartialEq for Conv1x1 {
 impl Eq for Conv1x1 {}
 
 impl Conv1x1 {
-    fn input_format(&self) -> DataFormat {
-        if self.input_channels_last {
-            DataFormat::NHWC
-        } else {
-            DataFormat::CHW
-        }
+    /// The image layouts of a tract `EinSum` that is a 1x1 convolution, by its axes (after
+    /// decluttering, ONNX's 1x1 `Conv` is an `EinSum` of the image with the weights `OI`, or `I`
+    /// for one output channel), as (input, output, whether the weights have an output axis).
+    fn layouts(axes: &str) -> Option<(DataFormat, DataFormat, bool)> {
+        use DataFormat::{CHW, NCHW, NHWC};
+        Some(match axes {
+            "IHW,OI->OHW" => (CHW, CHW, true),
+            "IHW,OI->NOHW" => (CHW, NCHW, true),
+            "NHWI,OI->OHW" => (NHWC, CHW, true),
+            "NIHW,OI->NOHW" => (NCHW, NCHW, true),
+            "NIHW,OI->NHWO" => (NCHW, NHWC, true),
+            "NIHW,I->NHWO" => (NCHW, NHWC, false),
+            "NHWI,OI->NHWO" => (NHWC, NHWC, true),
+            _ => return None,
+        })
     }
 
-    fn output_shape(&self, (height, width): (usize, usize)) -> TVec<usize> {
-        let format = if self.batch_out {
-            DataFormat::NCHW
-        } else {
-            DataFormat::CHW
-        };
-        channels_first_shape(format, self.weights.out_channels, (height, width))
+    fn output_shape(&self, size: (usize, usize)) -> TVec<usize> {
+        image_shape(self.output, self.weights.out_channels, size)
     }
 }
 
@@ -158,10 +162,11 @@ impl Op for Conv1x1 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {} channels, input {:?}, {:?}",
+            "{} -> {} channels, {:?} -> {:?}, {:?}",
             self.weights.in_channels,
             self.weights.out_channels,
-            self.input_format(),
+            self.input,
+            self.output,
             self.activation
         )])
     }
@@ -174,41 +179,55 @@ impl EvalOp for Conv1x1 {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let Some((channels, height, width)) = image_size(self.input_format(), input.shape()) else {
+        let Some((channels, height, width)) = image_size(self.input, input.shape()) else {
             bail!(
                 "Conv1x1 takes one {:?} image, not {:?}",
-                self.input_format(),
+                self.input,
                 input.shape()
             );
         };
         ensure!(channels == self.weights.in_channels);
         let positions = height * width;
+        let out_channels = self.weights.out_channels;
         // SAFETY: `convolve` writes every position of every output channel (its test checks
-        // every element against the definition).
+        // every element against the definition), and a transposition every element.
         let mut output =
             unsafe { Tensor::uninitialized::<f32>(&self.output_shape((height, width)))? };
         {
             let view = input.try_as_plain_ram()?;
-            let transposed;
-            let source = if self.input_channels_last {
-                transposed = channels_first(view.as_slice::<f32>()?, positions, channels);
-                &transposed[..]
+            let transposed_input;
+            let source = if self.input.c_is_last() {
+                transposed_input = transposed(view.as_slice::<f32>()?, positions, channels);
+                &transposed_input[..]
             } else {
                 view.as_slice::<f32>()?
             };
             let mut view = output.try_as_plain_ram_mut()?;
-            let planes = OutputPlanes::new(view.as_slice_mut::<f32>()?);
-            let run = |range: std::ops::Range<usize>| {
-                conv1x1::convolve(
-                    source,
-                    positions,
-                    &self.weights,
-                    self.activation,
-                    range,
-                    &planes,
-                )
-            };
-            for_each_block_range(conv1x1::position_blocks(positions), &run);
+            let destination = view.as_slice_mut::<f32>()?;
+            let transpose_output = self.output.c_is_last() && out_channels > 1;
+            let mut channels_first_output = Vec::new();
+            {
+                let planes = OutputPlanes::new(if transpose_output {
+                    channels_first_output = vec![0f32; destination.len()];
+                    &mut channels_first_output
+                } else {
+                    &mut *destination
+                });
+                let run = |range: std::ops::Range<usize>| {
+                    conv1x1::convolve(
+                        source,
+                        positions,
+                        &self.weights,
+                        self.activation,
+                        range,
+                        &planes,
+                    )
+                };
+                for_each_block_range(conv1x1::position_blocks(positions), &run);
+            }
+            if transpose_output {
+                transpose::transpose(&channels_first_output, destination, positions, out_channels);
+            }
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -222,21 +241,17 @@ impl TypedOp for Conv1x1 {
             .shape
             .as_concrete()
             .context("Conv1x1 needs a concrete input shape")?;
-        let (channels, height, width) = image_size(self.input_format(), shape)
-            .with_context(|| format!("Conv1x1 on {shape:?}"))?;
+        let (channels, height, width) =
+            image_size(self.input, shape).with_context(|| format!("Conv1x1 on {shape:?}"))?;
         ensure!(channels == self.weights.in_channels);
         Ok(tvec!(f32::fact(self.output_shape((height, width)))))
     }
 }
 
-/// `[positions][channels]` as `[channels][positions]`.
-fn channels_first(values: &[f32], positions: usize, channels: usize) -> Vec<f32> {
+/// `values`, `[rows][columns]`, as `[columns][rows]`.
+fn transposed(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
-    for (position, pixel) in values.chunks_exact(channels).enumerate() {
-        for (channel, &value) in pixel.iter().enumerate() {
-            out[channel * positions + position] = value;
-        }
-    }
+    transpose::transpose(values, &mut out, columns, rows);
     out
 }
 
@@ -315,7 +330,7 @@ impl EvalOp for MaxPool2x2 {
             );
         };
         let (out_height, out_width) = max_pool::output_size(height, width);
-        let shape = channels_first_shape(self.format, channels, (out_height, out_width));
+        let shape = image_shape(self.format, channels, (out_height, out_width));
         // SAFETY: `pool` writes every element of the output (its test checks it).
         let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         {
@@ -348,25 +363,23 @@ impl TypedOp for MaxPool2x2 {
         let (channels, height, width) =
             image_size(self.format, shape).with_context(|| format!("MaxPool2x2 on {shape:?}"))?;
         let size = max_pool::output_size(height, width);
-        Ok(tvec!(f32::fact(channels_first_shape(
-            self.format,
-            channels,
-            size
-        ))))
+        Ok(tvec!(f32::fact(image_shape(self.format, channels, size))))
     }
 }
 
-/// The shape of a channels-first image of `format`.
-fn channels_first_shape(
+/// The shape of an image of `format` with a batch of 1 (the inverse of [`image_size`]).
+fn image_shape(
     format: DataFormat,
     channels: usize,
     (height, width): (usize, usize),
 ) -> TVec<usize> {
-    if format.has_n() {
-        tvec![1, channels, height, width]
+    let mut shape: TVec<usize> = if format.has_n() { tvec![1] } else { tvec![] };
+    if format.c_is_last() {
+        shape.extend([height, width, channels]);
     } else {
-        tvec![channels, height, width]
+        shape.extend([channels, height, width]);
     }
+    shape
 }
 
 /// Replaces every 2x2 float max pooling of stride 2 without padding, channels first, by
@@ -449,18 +462,8 @@ impl OwnDepthwise {
     }
 
     fn output_shape(&self, (height, width): (usize, usize)) -> TVec<usize> {
-        let c = self.weights.channels;
-        let (h, w) = self.weights.output_size(height, width);
-        let mut shape: TVec<usize> = if self.format.has_n() {
-            tvec![1]
-        } else {
-            tvec![]
-        };
-        match self.channel_axis() {
-            ChannelAxis::First => shape.extend([c, h, w]),
-            ChannelAxis::Last => shape.extend([h, w, c]),
-        }
-        shape
+        let size = self.weights.output_size(height, width);
+        image_shape(self.format, self.weights.channels, size)
     }
 }
 
@@ -628,32 +631,81 @@ fn padding_at_stride(
     }
 }
 
-/// Whether `node`'s only consumer is a ReLU (`max(x, 0)`, as tract declutters ONNX's `Relu`),
-/// and that consumer's id.
-fn relu_after(model: &TypedModel, node: &TypedNode) -> Option<usize> {
-    let [successor] = &node.outputs[0].successors[..] else {
+/// The activation our kernels fold that alone consumes `node`'s output, if there is one, and
+/// the node whose output is its result. As tract declutters ONNX: a ReLU is `max(x, 0)`;
+/// MobileNetV3's hard swish is `x * scale` and `clamp(x + shift, 0, cap)` (a `Max` and a `Min`,
+/// in either order), multiplied.
+fn activation_after(model: &TypedModel, node: &TypedNode) -> Option<(Activation, usize)> {
+    let [output] = &node.outputs[..] else {
         return None;
     };
-    let next = model.node(successor.node);
-    let is_relu = next.op().name() == "Max"
-        && next.inputs.len() == 2
-        && next.inputs.iter().any(|input| {
-            model
-                .outlet_fact(*input)
-                .ok()
-                .and_then(|f| f.konst.clone())
-                .is_some_and(|k| {
-                    k.try_as_plain_ram()
-                        .ok()
-                        .and_then(|v| {
-                            v.as_slice::<f32>()
-                                .ok()
-                                .map(|s| s.iter().all(|&x| x == 0.0))
-                        })
-                        .unwrap_or(false)
-                })
-        });
-    (is_relu && node.outputs.len() == 1).then_some(next.id)
+    let x = OutletId::new(node.id, 0);
+    match &output.successors[..] {
+        [next] => {
+            let next = model.node(next.node);
+            (binary_with_constant(model, next, x, "Max") == Some(0.0))
+                .then_some((Activation::Relu, next.id))
+        }
+        [first, second] => {
+            let (first, second) = (model.node(first.node), model.node(second.node));
+            let (scaled, shifted) = if first.op().name() == "Mul" {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            let scale = binary_with_constant(model, scaled, x, "Mul")?;
+            let shift = binary_with_constant(model, shifted, x, "Add")?;
+            let clamp_a = sole_consumer(model, shifted)?;
+            let clamp_b = sole_consumer(model, clamp_a)?;
+            let bounds = |low: &TypedNode, high: &TypedNode, low_input, high_input| {
+                let zero = binary_with_constant(model, low, low_input, "Max")?;
+                let cap = binary_with_constant(model, high, high_input, "Min")?;
+                (zero == 0.0 && cap >= 0.0).then_some(cap)
+            };
+            let (a_out, b_in) = (OutletId::new(clamp_a.id, 0), OutletId::new(shifted.id, 0));
+            let cap = bounds(clamp_a, clamp_b, b_in, a_out)
+                .or_else(|| bounds(clamp_b, clamp_a, a_out, b_in))?;
+            let product = sole_consumer(model, clamp_b)?;
+            let factors = [OutletId::new(scaled.id, 0), OutletId::new(clamp_b.id, 0)];
+            let is_product = product.op().name() == "Mul"
+                && product.inputs.len() == 2
+                && factors.iter().all(|f| product.inputs.contains(f))
+                && sole_consumer(model, scaled).map(|n| n.id) == Some(product.id);
+            is_product.then_some((Activation::HardSwish { scale, shift, cap }, product.id))
+        }
+        _ => None,
+    }
+}
+
+/// The constant of `node` if it is the binary operator `op` of `x` and a float32 constant of one
+/// element.
+fn binary_with_constant(
+    model: &TypedModel,
+    node: &TypedNode,
+    x: OutletId,
+    op: &str,
+) -> Option<f32> {
+    if node.op().name() != op || node.inputs.len() != 2 || !node.inputs.contains(&x) {
+        return None;
+    }
+    let other = node.inputs.iter().find(|input| **input != x)?;
+    let constant = model.outlet_fact(*other).ok()?.konst.clone()?;
+    let view = constant.try_as_plain_ram().ok()?;
+    match view.as_slice::<f32>().ok()? {
+        [value] => Some(*value),
+        _ => None,
+    }
+}
+
+/// The only node that reads `node`'s only output.
+fn sole_consumer<'m>(model: &'m TypedModel, node: &TypedNode) -> Option<&'m TypedNode> {
+    match &node.outputs[..] {
+        [output] => match &output.successors[..] {
+            [next] => Some(model.node(next.node)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Replaces every 3x3, stride-1, "same"-padded, ungrouped float convolution with at least
@@ -718,7 +770,9 @@ pub fn use_own_3x3_convolutions(
             }
         };
         ensure!(weights.in_channels == in_channels && weights.out_channels == out_channels);
-        let relu = relu_after(model, node);
+        let relu = activation_after(model, node)
+            .filter(|(activation, _)| *activation == Activation::Relu)
+            .map(|(_, last)| last);
         let op = Conv3x3 {
             weights,
             dilation,
@@ -738,8 +792,8 @@ pub fn use_own_3x3_convolutions(
 }
 
 /// Replaces every depthwise float convolution of stride 1 or 2 (any of tract's 2-D layouts with a
-/// batch of at most 1, odd square kernel, dilation 1) by [`OwnDepthwise`]. Returns how many
-/// were replaced.
+/// batch of at most 1, odd square kernel, dilation 1) by [`OwnDepthwise`], folding the
+/// activation that follows it. Returns how many were replaced.
 pub fn use_own_depthwise(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
@@ -781,10 +835,12 @@ pub fn use_own_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let weights = weights.try_as_plain_ram()?;
         let weights = weights.as_slice::<f32>()?;
         ensure!(weights.len() == channels * kernel * kernel);
+        let (activation, last) = activation_after(model, node).unwrap_or((Activation::None, id));
         let op = OwnDepthwise {
-            weights: Arc::new(DepthwiseWeights::new(
-                weights, &bias, channels, kernel, stride, padding,
-            )),
+            weights: Arc::new(
+                DepthwiseWeights::new(weights, &bias, channels, kernel, stride, padding)
+                    .with_activation(activation),
+            ),
             format: spec.data_format,
         };
         let name = node.name.clone();
@@ -792,18 +848,17 @@ pub fn use_own_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let mut patch = TypedModelPatch::new(format!("own depthwise {name}"));
         let tapped = patch.tap_model(model, input)?;
         let wire = patch.wire_node(format!("{name}.own_depthwise"), op, &[tapped])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
+        patch.shunt_outside(model, OutletId::new(last, 0), wire)?;
         patch.apply(model)?;
         replaced += 1;
     }
     Ok(replaced)
 }
 
-/// Replaces every matrix product that is a 1x1 convolution (tract's decluttering turns ONNX's
-/// 1x1 `Conv` into an `EinSum` of the image with constant weights `OI`: `IHW,OI->OHW`, its
-/// batched output `NOHW`, or a channels-last input `NHWI`) by [`Conv1x1`], folding the bias
-/// `Add` and a ReLU that follow it. Returns how many were replaced. Does nothing on a CPU
-/// without AVX-512 F.
+/// Replaces every matrix product that is a 1x1 convolution (an `EinSum` of an image with
+/// constant weights, of the layouts [`Conv1x1::layouts`] lists) by [`Conv1x1`], folding the
+/// bias `Add` and the activation that follow it. Returns how many were replaced. Does nothing on
+/// a CPU without AVX-512 F.
 pub fn use_own_pointwise(model: &mut TypedModel) -> TractResult<usize> {
     use tract_onnx::tract_core::ops::einsum::EinSum;
     if !conv1x1::supported() {
@@ -815,18 +870,12 @@ pub fn use_own_pointwise(model: &mut TypedModel) -> TractResult<usize> {
         let Some(einsum) = node.op_as::<EinSum>() else {
             continue;
         };
-        let (input_channels_last, batch_out) = match einsum.axes.to_string().as_str() {
-            "IHW,OI->OHW" => (false, false),
-            "IHW,OI->NOHW" => (false, true),
-            "NHWI,OI->OHW" => (true, false),
-            _ => continue,
+        let Some((input_format, output_format, weights_have_outputs)) =
+            Conv1x1::layouts(&einsum.axes.to_string())
+        else {
+            continue;
         };
         let input_fact = model.outlet_fact(node.inputs[0])?;
-        let input_format = if input_channels_last {
-            DataFormat::NHWC
-        } else {
-            DataFormat::CHW
-        };
         let size = input_fact
             .shape
             .as_concrete()
@@ -834,50 +883,32 @@ pub fn use_own_pointwise(model: &mut TypedModel) -> TractResult<usize> {
         let Some(kernel) = constant_input(model, node, 1) else {
             continue;
         };
-        let (&[out_channels, in_channels], Some((channels, _, _))) = (kernel.shape(), size) else {
-            continue;
+        let (out_channels, in_channels) = match (kernel.shape(), weights_have_outputs) {
+            (&[o, i], true) => (o, i),
+            (&[i], false) => (1, i),
+            _ => continue,
         };
         if einsum.q_params.is_some()
             || einsum.operating_dt != f32::datum_type()
             || input_fact.datum_type != f32::datum_type()
             || node.inputs.len() != 2
-            || channels != in_channels
+            || size.map(|(channels, _, _)| channels) != Some(in_channels)
         {
             continue;
         }
-        // The bias: the product's only consumer adding one constant per output channel.
-        let bias_shape: TVec<usize> = if batch_out {
-            tvec![1, out_channels, 1, 1]
-        } else {
-            tvec![out_channels, 1, 1]
-        };
-        let bias_add = match &node.outputs[0].successors[..] {
-            [successor] => {
-                let next = model.node(successor.node);
-                let other = next
-                    .inputs
-                    .iter()
-                    .find(|input| input.node != id)
-                    .and_then(|input| model.outlet_fact(*input).ok()?.konst.clone());
-                let values = other.and_then(|k| {
-                    let view = k.try_as_plain_ram().ok()?;
-                    let values = view.as_slice::<f32>().ok()?.to_vec();
-                    (k.shape() == &bias_shape[..]).then_some(values)
-                });
-                match values {
-                    Some(values) if next.op().name() == "Add" && next.inputs.len() == 2 => {
-                        Some((next.id, values))
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        let bias = bias_add
-            .as_ref()
-            .map_or_else(|| vec![0.0; out_channels], |(_, values)| values.clone());
-        let last = bias_add.as_ref().map_or(id, |(add, _)| *add);
-        let relu = relu_after(model, model.node(last));
+        // The bias: the product's only consumer adding a constant per output channel.
+        let bias_add = sole_consumer(model, node).and_then(|next| {
+            let constant = next
+                .inputs
+                .iter()
+                .find(|input| input.node != id)
+                .and_then(|input| model.outlet_fact(*input).ok()?.konst.clone())?;
+            let values = bias_values(&constant, output_format, out_channels)?;
+            (next.op().name() == "Add" && next.inputs.len() == 2).then_some((next.id, values))
+        });
+        let (last, bias) = bias_add.unwrap_or((id, vec![0.0; out_channels]));
+        let (activation, last) =
+            activation_after(model, model.node(last)).unwrap_or((Activation::None, last));
         let kernel = kernel.try_as_plain_ram()?;
         let op = Conv1x1 {
             weights: Arc::new(conv1x1::PackedWeights::new(
@@ -886,23 +917,209 @@ pub fn use_own_pointwise(model: &mut TypedModel) -> TractResult<usize> {
                 out_channels,
                 in_channels,
             )),
-            input_channels_last,
-            batch_out,
-            activation: if relu.is_some() {
-                Activation::Relu
-            } else {
-                Activation::None
-            },
+            input: input_format,
+            output: output_format,
+            activation,
         };
         let name = node.name.clone();
         let input = node.inputs[0];
-        let replaced_outlet = OutletId::new(relu.unwrap_or(last), 0);
         let mut patch = TypedModelPatch::new(format!("own 1x1 convolution {name}"));
         let tapped = patch.tap_model(model, input)?;
         let wire = patch.wire_node(format!("{name}.conv1x1"), op, &[tapped])?[0];
-        patch.shunt_outside(model, replaced_outlet, wire)?;
+        patch.shunt_outside(model, OutletId::new(last, 0), wire)?;
         patch.apply(model)?;
         replaced += 1;
     }
     Ok(replaced)
+}
+
+/// One bias per output channel from a constant added to a 1x1 convolution's output of
+/// `format`, if it is one: a constant that broadcasts along every axis but the channels', with
+/// one value per channel or one for all.
+fn bias_values(constant: &Tensor, format: DataFormat, channels: usize) -> Option<Vec<f32>> {
+    let view = constant.try_as_plain_ram().ok()?;
+    let values = view.as_slice::<f32>().ok()?;
+    let rank = image_shape(format, channels, (1, 1)).len();
+    let channel_axis = if format.c_is_last() {
+        rank - 1
+    } else {
+        rank - 3
+    };
+    let shape = constant.shape();
+    let leading = rank.checked_sub(shape.len())?;
+    let broadcasts = shape
+        .iter()
+        .enumerate()
+        .all(|(axis, &dim)| dim == 1 || (axis + leading == channel_axis && dim == channels));
+    match values.len() {
+        _ if !broadcasts => None,
+        1 => Some(vec![values[0]; channels]),
+        n if n == channels => Some(values.to_vec()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    use tract_onnx::tract_core::ops::math;
+
+    /// Values in [-5, 5]: around the hard swish's bends at -3 and 3.
+    fn pseudo_random(count: usize, seed: &mut u32) -> Vec<f32> {
+        let values = super::super::pseudo_random(count, seed);
+        values.into_iter().map(|v| 5.0 * v).collect()
+    }
+
+    fn constant(model: &mut TypedModel, name: &str, shape: &[usize], values: &[f32]) -> OutletId {
+        model
+            .add_const(name, Tensor::from_shape(shape, values).unwrap())
+            .unwrap()
+    }
+
+    /// A 1x1 convolution as tract declutters it (an `EinSum` of `axes`), its bias added, then
+    /// the detector's hard swish: `x * scale` times `min(max(x + 3, 0), 6)`.
+    fn pointwise_with_hard_swish(
+        axes: &str,
+        input_shape: &[usize],
+        kernel_shape: &[usize],
+        bias_shape: &[usize],
+        seed: &mut u32,
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(input_shape)).unwrap();
+        let kernel_len = kernel_shape.iter().product();
+        let kernel = constant(
+            &mut model,
+            "w",
+            kernel_shape,
+            &pseudo_random(kernel_len, seed),
+        );
+        let einsum = EinSum::new(axes.parse().unwrap(), f32::datum_type());
+        let product = model.wire_node("product", einsum, &[x, kernel]).unwrap()[0];
+        let bias_len = bias_shape.iter().product();
+        let bias = constant(&mut model, "b", bias_shape, &pseudo_random(bias_len, seed));
+        let sum = model
+            .wire_node("bias", math::add(), &[product, bias])
+            .unwrap()[0];
+        let rank = model.outlet_fact(sum).unwrap().rank();
+        let ones = vec![1; rank];
+        let mut scalar = |name: &str, value: f32| constant(&mut model, name, &ones, &[value]);
+        let (scale, shift, zero, cap) = (
+            scalar("scale", 0.166_625_98),
+            scalar("shift", 3.0),
+            scalar("zero", 0.0),
+            scalar("cap", 6.0),
+        );
+        let scaled = model
+            .wire_node("scaled", math::mul(), &[sum, scale])
+            .unwrap()[0];
+        let shifted = model
+            .wire_node("shifted", math::add(), &[sum, shift])
+            .unwrap()[0];
+        let low = model
+            .wire_node("low", math::max(), &[shifted, zero])
+            .unwrap()[0];
+        let gate = model.wire_node("gate", math::min(), &[low, cap]).unwrap()[0];
+        let out = model
+            .wire_node("out", math::mul(), &[scaled, gate])
+            .unwrap()[0];
+        model.select_output_outlets(&[out]).unwrap();
+        model
+    }
+
+    fn run(model: &TypedModel, input: &Tensor) -> Tensor {
+        let plan = model.clone().into_runnable().unwrap();
+        plan.run(tvec!(input.clone().into()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
+    }
+
+    /// Each layout the detector's graph holds, with a bias of one value per channel or one for
+    /// all: replaced by one `Conv1x1` (bias and hard swish folded) computing what tract does.
+    #[test]
+    fn pointwise_products_become_conv1x1_with_bias_and_hard_swish() {
+        if !conv1x1::supported() {
+            eprintln!("skipped: this CPU has no AVX-512, and the pass leaves the graph alone");
+            return;
+        }
+        let mut seed = 11;
+        for (axes, input_shape, kernel_shape, bias_shape) in [
+            (
+                "NIHW,OI->NHWO",
+                &[1, 20, 9, 11][..],
+                &[4, 20][..],
+                &[1, 1, 1, 4][..],
+            ),
+            ("NIHW,I->NHWO", &[1, 20, 9, 11], &[20], &[1, 1, 1, 1]),
+            ("NHWI,OI->NHWO", &[1, 9, 11, 16], &[16, 16], &[1, 1, 1, 16]),
+            ("NHWI,OI->OHW", &[1, 9, 11, 16], &[24, 16], &[24, 1, 1]),
+            ("NIHW,OI->NOHW", &[1, 20, 9, 11], &[12, 20], &[1, 12, 1, 1]),
+            ("IHW,OI->OHW", &[20, 9, 11], &[12, 20], &[1, 1, 1]),
+        ] {
+            let original =
+                pointwise_with_hard_swish(axes, input_shape, kernel_shape, bias_shape, &mut seed);
+            let mut rewritten = original.clone();
+            assert_eq!(use_own_pointwise(&mut rewritten).unwrap(), 1, "{axes}");
+            let ops: Vec<String> = rewritten
+                .eval_order()
+                .unwrap()
+                .into_iter()
+                .map(|id| rewritten.node(id).op().name().to_string())
+                .filter(|name| name != "Const")
+                .collect();
+            assert_eq!(
+                ops,
+                ["Source", "Conv1x1"],
+                "{axes}: bias and hard swish folded"
+            );
+
+            let input_len = input_shape.iter().product();
+            let input =
+                Tensor::from_shape(input_shape, &pseudo_random(input_len, &mut seed)).unwrap();
+            let (expected, found) = (run(&original, &input), run(&rewritten, &input));
+            assert_eq!(expected.shape(), found.shape(), "{axes}");
+            let expected = expected.try_as_plain_ram().unwrap();
+            let found = found.try_as_plain_ram().unwrap();
+            let pairs = expected
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .zip(found.as_slice::<f32>().unwrap());
+            for (i, (e, f)) in pairs.enumerate() {
+                assert!(
+                    (e - f).abs() <= 1e-3 * e.abs().max(1.0),
+                    "{axes} #{i}: tract {e}, ours {f}"
+                );
+            }
+        }
+    }
+
+    /// A product whose result another node also reads keeps tract's activation nodes: folding
+    /// would change what that node sees.
+    #[test]
+    fn an_activation_is_not_folded_when_its_input_is_read_elsewhere() {
+        if !conv1x1::supported() {
+            return;
+        }
+        let mut seed = 5;
+        let mut model =
+            pointwise_with_hard_swish("IHW,OI->OHW", &[8, 3, 3], &[8, 8], &[8, 1, 1], &mut seed);
+        let bias = model.node_by_name("bias").unwrap().id;
+        let extra = model
+            .wire_node(
+                "extra",
+                math::add(),
+                &[OutletId::new(bias, 0), OutletId::new(bias, 0)],
+            )
+            .unwrap()[0];
+        let out = model.output_outlets().unwrap()[0];
+        model.select_output_outlets(&[out, extra]).unwrap();
+        assert_eq!(use_own_pointwise(&mut model).unwrap(), 1);
+        let conv = model.node_by_name("product.conv1x1").unwrap();
+        let op = conv.op_as::<Conv1x1>().unwrap();
+        assert_eq!(op.activation, Activation::None);
+        assert!(model.node_by_name("gate").is_ok(), "the hard swish stays");
+    }
 }
