@@ -2,6 +2,11 @@
 //! bounded queue. The async reactor threads never run a model; when the queue is full, a request
 //! is refused at once ([`PoolError::Busy`], answered 503 with `Retry-After`) instead of waiting
 //! without bound.
+//!
+//! A job that starts alone may spread its model runs over every core (tract's process-wide
+//! executor); one that starts while others are admitted runs on its worker thread only. Under
+//! load every core then counts its own photo, with no work split, handed over and waited for,
+//! and no idle pool thread spinning while the other photo's threads want its core.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -10,6 +15,7 @@ use std::thread::JoinHandle;
 
 use prometheus::IntGauge;
 use tokio::sync::oneshot;
+use tract_linalg::multithread::{Executor, multithread_tract_scope};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -87,7 +93,15 @@ impl InferencePool {
         let job: Job = Box::new(move || {
             gauges.waiting.dec();
             gauges.running.inc();
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let alone = admitted.load(Ordering::Acquire) == 1;
+            let job = std::panic::AssertUnwindSafe(job);
+            let outcome = std::panic::catch_unwind(move || {
+                if alone {
+                    job()
+                } else {
+                    multithread_tract_scope(Executor::SingleThread, job)
+                }
+            });
             gauges.running.dec();
             admitted.fetch_sub(1, Ordering::AcqRel);
             let _ = done.send(outcome);

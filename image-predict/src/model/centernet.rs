@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::Context;
 use common::wire::PersonBox;
 use image::RgbImage;
-use tract_linalg::multithread::{Executor, multithread_tract_scope};
+use tract_linalg::multithread::{Executor, current_tract_executor, multithread_tract_scope};
 use tract_onnx::pb::{ModelProto, ValueInfoProto};
 use tract_onnx::prelude::*;
 
@@ -185,31 +185,40 @@ impl CenterNet {
         let inputs: Vec<Tensor> = tiles.iter().map(|t| tile_tensor(&scaled, t)).collect();
         let preprocess_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        // The tiles run side by side: one photo's latency is then about one tile's, and the
-        // detector's many small convolutions gain more from this than from splitting each
-        // matrix product over the cores. So with several tiles each runs on its own thread
-        // only: sharing the process's matrix-product threads as well made a two-tile photo
-        // about 10 % slower (175-197 against 161-178 ms here).
+        // With cores to spare (the process's executor has several threads), the tiles run side
+        // by side: one photo's latency is then about one tile's, and the detector's many small
+        // convolutions gain more from this than from splitting each matrix product over the
+        // cores. So with several tiles each runs on its own thread only: sharing the process's
+        // matrix-product threads as well made a two-tile photo about 10 % slower (175-197
+        // against 161-178 ms here). On one thread (the pool's choice under load, or
+        // --inference-threads 1) they run here one after the other.
         let started = Instant::now();
-        let several = inputs.len() > 1;
-        let outputs = std::thread::scope(|scope| {
-            let runs: Vec<_> = inputs
+        let outputs = if matches!(current_tract_executor(), Executor::SingleThread) {
+            inputs
                 .into_iter()
-                .map(|input| {
-                    scope.spawn(move || {
-                        let run = || self.plan.run(tvec!(input.into()));
-                        if several {
-                            multithread_tract_scope(Executor::SingleThread, run)
-                        } else {
-                            run()
-                        }
+                .map(|input| self.plan.run(tvec!(input.into())))
+                .collect::<TractResult<Vec<_>>>()?
+        } else {
+            let several = inputs.len() > 1;
+            std::thread::scope(|scope| {
+                let runs: Vec<_> = inputs
+                    .into_iter()
+                    .map(|input| {
+                        scope.spawn(move || {
+                            let run = || self.plan.run(tvec!(input.into()));
+                            if several {
+                                multithread_tract_scope(Executor::SingleThread, run)
+                            } else {
+                                run()
+                            }
+                        })
                     })
-                })
-                .collect();
-            runs.into_iter()
-                .map(|run| run.join().expect("a detector tile thread panicked"))
-                .collect::<TractResult<Vec<_>>>()
-        })?;
+                    .collect();
+                runs.into_iter()
+                    .map(|run| run.join().expect("a detector tile thread panicked"))
+                    .collect::<TractResult<Vec<_>>>()
+            })?
+        };
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
 
         let started = Instant::now();
