@@ -1,6 +1,7 @@
 //! Where a model's time goes in tract: runs the optimised graph that image-predict runs (or the
-//! detector's graph as published) on one thread and prints the time per operator kind and the
-//! slowest nodes (medians over the runs).
+//! detector's graph as published) and prints the time per operator kind and the slowest nodes
+//! (medians over the runs). One thread unless `THREADS=N` gives the parallel loops of tract and of
+//! our kernels N threads, as image-predict's inference workers do when they run alone.
 //!
 //! ```sh
 //! cargo run --release -p image-predict --example op_profile -- centernet [RUNS] [own|tract]
@@ -35,6 +36,12 @@ struct Defaults {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
+    let threads: usize = std::env::var("THREADS").map_or(Ok(1), |t| t.parse())?;
+    if threads > 1 {
+        tract_linalg::multithread::set_default_executor(
+            tract_linalg::multithread::Executor::multithread(threads),
+        );
+    }
     let which = args.next().unwrap_or_else(|| "centernet".into());
     let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(10);
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
@@ -123,7 +130,9 @@ fn main() -> anyhow::Result<()> {
         sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
     };
     let total = median(&totals);
-    println!("{which}, input {input_shape:?}: {total:.1} ms per run (median of {runs})");
+    println!(
+        "{which}, input {input_shape:?}, {threads} thread(s): {total:.1} ms per run (median of {runs})"
+    );
     let mut by_kind: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut nodes = Vec::new();
     for node in plan.model().nodes() {
@@ -146,14 +155,17 @@ fn main() -> anyhow::Result<()> {
         );
     }
     nodes.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // NODES=N lists the N slowest nodes (20 unless set).
+    let listed: usize = std::env::var("NODES").map_or(Ok(20), |n| n.parse())?;
     println!("\nslowest nodes:");
-    for (time, id) in nodes.into_iter().take(20) {
+    for (time, id) in nodes.into_iter().take(listed) {
         let node = plan.model().node(id);
         let shape = &plan.model().outlet_fact(OutletId::new(id, 0))?.shape;
         println!(
-            "{time:>8.2} ms  {:<24} {shape:?}  {}",
+            "{time:>8.2} ms  {:<24} {shape:?}  {}  [{}]",
             node.op().name(),
-            node.name
+            node.name,
+            node.op().info()?.join("; ")
         );
     }
     Ok(())

@@ -104,11 +104,17 @@ fn counts_as_tract(own: &CsrNet, tract: &CsrNet, products: Products) {
     }
 }
 
-/// The detector with our depthwise and 1x1 convolutions (float32, only the order of the sums
-/// differs) finds the same people with the same scores as with tract's.
+/// The detector with our depthwise, 1x1 and first-layer convolutions (float32, only the order of
+/// the sums differs) finds the same people with the same scores as with tract's.
 #[test]
 fn centernet_on_our_depthwise_finds_the_same_people() {
     let path = repo_root().join("models/centernet/centernet.onnx");
+    if image_predict::model::kernels::stem::supported() {
+        let (graph, _) = CenterNet::optimised_graph(&path, Kernels::Own).unwrap();
+        let count = |op: &str| graph.nodes().iter().filter(|n| n.op().name() == op).count();
+        assert_eq!(count("OwnStem"), 1, "the first convolution on our kernel");
+        assert!(count("Conv1x1") > 40 && count("OwnDepthwise") > 20);
+    }
     let settings = |kernels| image_predict::model::centernet::DetectorSettings {
         kernels,
         ..defaults().detector_settings()

@@ -30,7 +30,7 @@ use tract_onnx::prelude::*;
 use crate::imaging::resize_rgb;
 
 use super::csrnet::Kernels;
-use super::kernels::ops::{use_own_depthwise, use_own_pointwise};
+use super::kernels::ops::{use_own_depthwise, use_own_pointwise, use_own_stems};
 use super::non_maximum_suppression;
 use super::rewrites;
 use super::tiling::{self, Tile};
@@ -117,6 +117,7 @@ impl CenterNet {
                 replaced > 0,
                 "no depthwise convolution of CenterNet took our kernel"
             );
+            use_own_stems(&mut graph)?;
             use_own_pointwise(&mut graph)?;
         }
         let graph = graph

@@ -68,58 +68,150 @@ impl PackedWeights {
     }
 }
 
-/// Blocks of [`NB`] positions an image of `positions` positions has (the unit of
-/// [`convolve`]'s `blocks`).
-pub fn position_blocks(positions: usize) -> usize {
-    positions.div_ceil(NB)
+/// Multiply-adds per task when a convolution is split between threads: some 20 to 40 µs of this
+/// kernel's work, so that the detector's smallest convolutions (16 x 16 positions, 720 x 120
+/// channels: 22 Mi multiply-adds) still give every core several tasks.
+const MACS_PER_TASK: usize = 1 << 21;
+
+/// One task's share of a convolution: a range of positions (whole blocks of [`NB`] but at the
+/// image's end) and a range of blocks of [`MR`] output channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub positions: std::ops::Range<usize>,
+    pub channel_blocks: std::ops::Range<usize>,
 }
 
-/// Runs the convolution of `input` (`[in_channels][positions]`) into `out`
-/// (`[out_channels][positions]`), adding the bias and applying `activation`. Position blocks
-/// `blocks` (in units of [`NB`]) only, so that callers can split the work between threads.
+/// The tasks of a convolution of an image of `positions` positions, about [`MACS_PER_TASK`]
+/// multiply-adds each, which together cover every position of every output channel once. The
+/// positions are split first; the output channels too when `split_channels` and the image has
+/// too few positions for the tasks wanted (a task of a channels-last output writes whole rows
+/// of it, so it must own all their channels).
+pub fn tasks(positions: usize, weights: &PackedWeights, split_channels: bool) -> Vec<Task> {
+    let position_blocks = positions.div_ceil(NB);
+    let channel_blocks = weights.out_channels.div_ceil(MR);
+    if position_blocks == 0 || channel_blocks == 0 {
+        return Vec::new();
+    }
+    let macs = positions * weights.in_channels.max(1) * weights.out_channels;
+    let wanted = macs.div_ceil(MACS_PER_TASK).max(1);
+    let position_parts = wanted.min(position_blocks);
+    let channel_parts = if split_channels {
+        wanted.div_ceil(position_parts).min(channel_blocks)
+    } else {
+        1
+    };
+    let blocks_per_part = position_blocks.div_ceil(position_parts);
+    let channel_blocks_per_part = channel_blocks.div_ceil(channel_parts);
+    let mut tasks = Vec::new();
+    for first in (0..position_blocks).step_by(blocks_per_part) {
+        let positions = first * NB..((first + blocks_per_part) * NB).min(positions);
+        for first_channel in (0..channel_blocks).step_by(channel_blocks_per_part) {
+            tasks.push(Task {
+                positions: positions.clone(),
+                channel_blocks: first_channel
+                    ..(first_channel + channel_blocks_per_part).min(channel_blocks),
+            });
+        }
+    }
+    tasks
+}
+
+/// Where a task's channels-first planes are in a buffer: row `c` (an input or output channel)
+/// holds `len` positions from `offset + c * stride`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planes {
+    pub offset: usize,
+    pub stride: usize,
+    pub len: usize,
+}
+
+impl Planes {
+    /// Positions `range` of an image whose planes are `positions` long.
+    pub fn of_image(positions: usize, range: &std::ops::Range<usize>) -> Self {
+        Self {
+            offset: range.start,
+            stride: positions,
+            len: range.len(),
+        }
+    }
+
+    /// A buffer of `len` positions per channel, all its own.
+    pub fn packed(len: usize) -> Self {
+        Self {
+            offset: 0,
+            stride: len,
+            len,
+        }
+    }
+
+    /// The buffer length these planes need for `rows` rows.
+    fn extent(&self, rows: usize) -> usize {
+        if rows == 0 {
+            0
+        } else {
+            self.offset + (rows - 1) * self.stride + self.len
+        }
+    }
+}
+
+/// Runs the convolution of the positions of `input` that `input_planes` locates (every input
+/// channel) into the output channel blocks `channel_blocks` of `out` at `out_planes`, adding
+/// the bias and applying `activation`. Callers split an image into [`tasks`] and run them on
+/// several threads, each writing its own part of `out`.
 ///
 /// # Panics
-/// If the CPU lacks AVX-512 F ([`supported`]) or the buffers are not of these sizes.
+/// If the CPU lacks AVX-512 F ([`supported`]), the two planes differ in length or a buffer is
+/// too short for them.
+#[allow(clippy::too_many_arguments)]
 pub fn convolve(
     input: &[f32],
-    positions: usize,
+    input_planes: Planes,
     weights: &PackedWeights,
     activation: Activation,
-    blocks: std::ops::Range<usize>,
+    channel_blocks: std::ops::Range<usize>,
     out: &OutputPlanes<'_>,
+    out_planes: Planes,
 ) {
     assert!(supported(), "the CPU lacks AVX-512 F");
-    assert_eq!(input.len(), weights.in_channels * positions, "input");
-    assert_eq!(out.len, weights.out_channels * positions, "output");
-    assert!(blocks.end <= position_blocks(positions));
-    let channel_blocks = weights.out_channels.div_ceil(MR);
+    assert_eq!(
+        input_planes.len, out_planes.len,
+        "as many positions out as in"
+    );
+    assert!(
+        input.len() >= input_planes.extent(weights.in_channels),
+        "input"
+    );
+    let last_channel = (channel_blocks.end * MR).min(weights.out_channels);
+    assert!(out.len >= out_planes.extent(last_channel), "output");
+    let len = input_planes.len;
     let panel = weights.in_channels * MR;
-    let group = (WEIGHT_GROUP_BYTES / (panel * 4).max(1)).clamp(1, channel_blocks);
-    for first_block in (0..channel_blocks).step_by(group) {
-        let last_block = (first_block + group).min(channel_blocks);
-        for position_block in blocks.clone() {
-            let n = position_block * NB;
-            let lanes = (positions - n).min(NB);
+    let group = (WEIGHT_GROUP_BYTES / (panel * 4).max(1)).max(1);
+    for first_block in channel_blocks.clone().step_by(group) {
+        let last_block = (first_block + group).min(channel_blocks.end);
+        for n in (0..len).step_by(NB) {
+            let lanes = (len - n).min(NB);
             for block in first_block..last_block {
                 let channels = (weights.out_channels - block * MR).min(MR);
                 let mut bias = [0f32; MR];
                 bias[..channels].copy_from_slice(&weights.bias[block * MR..][..channels]);
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the features were checked; the panel holds `in_channels` x MR weights;
-                // every read is of input channels at positions n..n + lanes and every write of
-                // this block's output channels at those positions, all inside the buffers,
-                // whose sizes were asserted.
+                // every read is of an input row at positions n..n + lanes of `len` and every
+                // write of this block's output rows at those positions, inside the buffers by
+                // the extents asserted above.
                 unsafe {
                     micro_kernel(
                         &weights.data[block * panel..][..panel],
-                        input.as_ptr().add(n),
-                        positions,
+                        input.as_ptr().add(input_planes.offset + n),
+                        input_planes.stride,
                         weights.in_channels,
                         &bias,
                         activation,
                         lanes,
                         channels,
-                        out.ptr.add(block * MR * positions + n),
+                        out.ptr
+                            .add(out_planes.offset + block * MR * out_planes.stride + n),
+                        out_planes.stride,
                     );
                 }
             }
@@ -142,13 +234,14 @@ fn lane_masks(lanes: usize) -> [__mmask16; NV] {
 unsafe fn micro_kernel(
     panel: &[f32],
     input: *const f32,
-    positions: usize,
+    input_stride: usize,
     in_channels: usize,
     bias: &[f32; MR],
     activation: Activation,
     lanes: usize,
     channels: usize,
     out: *mut f32,
+    out_stride: usize,
 ) {
     let masks = lane_masks(lanes);
     // SAFETY: see `convolve`. Index loops of constant trip counts over fixed-size arrays, so
@@ -163,7 +256,7 @@ unsafe fn micro_kernel(
         }
         let mut weights = panel.as_ptr();
         for channel in 0..in_channels {
-            let source = input.add(channel * positions);
+            let source = input.add(channel * input_stride);
             let mut inputs = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
                 inputs[v] = _mm512_maskz_loadu_ps(masks[v], source.add(16 * v));
@@ -177,7 +270,7 @@ unsafe fn micro_kernel(
             weights = weights.add(MR);
         }
         for m in 0..channels {
-            let row = out.add(m * positions);
+            let row = out.add(m * out_stride);
             for v in 0..NV {
                 let value = activation.apply_avx512(acc[m][v]);
                 _mm512_mask_storeu_ps(row.add(16 * v), masks[v], value);
@@ -192,8 +285,9 @@ mod tests {
     use super::*;
 
     /// Against the definition in float64, on channel counts that are not multiples of MR and
-    /// position counts that are not multiples of the block; with each activation; split in two
-    /// calls.
+    /// position counts that are not multiples of the block; with each activation; run task by
+    /// task, with and without the output channels split, reading the image in place or a task's
+    /// positions copied to a buffer of their own.
     #[test]
     fn matches_the_definition() {
         if !supported() {
@@ -211,26 +305,42 @@ mod tests {
                 shift: 3.0,
                 cap: 6.0,
             };
-            for activation in [Activation::None, Activation::Relu, hard_swish] {
+            for (activation, split_channels) in [
+                (Activation::None, true),
+                (Activation::Relu, false),
+                (hard_swish, true),
+            ] {
                 let mut out = vec![f32::NAN; k * positions];
                 let planes = OutputPlanes::new(&mut out);
-                let blocks = position_blocks(positions);
-                convolve(
-                    &input,
-                    positions,
-                    &packed,
-                    activation,
-                    0..blocks / 2,
-                    &planes,
-                );
-                convolve(
-                    &input,
-                    positions,
-                    &packed,
-                    activation,
-                    blocks / 2..blocks,
-                    &planes,
-                );
+                for (index, task) in tasks(positions, &packed, split_channels).iter().enumerate() {
+                    let in_place = Planes::of_image(positions, &task.positions);
+                    let out_planes = Planes::of_image(positions, &task.positions);
+                    if index % 2 == 0 {
+                        convolve(
+                            &input,
+                            in_place,
+                            &packed,
+                            activation,
+                            task.channel_blocks.clone(),
+                            &planes,
+                            out_planes,
+                        );
+                    } else {
+                        let own: Vec<f32> = (0..c)
+                            .flat_map(|i| &input[i * positions..][task.positions.clone()])
+                            .copied()
+                            .collect();
+                        convolve(
+                            &own,
+                            Planes::packed(task.positions.len()),
+                            &packed,
+                            activation,
+                            task.channel_blocks.clone(),
+                            &planes,
+                            out_planes,
+                        );
+                    }
+                }
                 for o in 0..k {
                     for n in 0..positions {
                         let mut want = f64::from(bias[o]);
@@ -248,5 +358,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The tasks cover every position of every output channel block exactly once, split the
+    /// channels only when allowed, and give a convolution of many multiply-adds several tasks
+    /// even when it has few positions.
+    #[test]
+    fn tasks_cover_the_output_once() {
+        for (c, k, positions) in [(120, 720, 256), (16, 64, 65536), (7, 9, 50), (3, 1, 1)] {
+            let packed = PackedWeights::new(&vec![0.0; k * c], &vec![0.0; k], k, c);
+            for split_channels in [true, false] {
+                let tasks = tasks(positions, &packed, split_channels);
+                let blocks = k.div_ceil(MR);
+                let mut covered = vec![0u8; blocks * positions];
+                for task in &tasks {
+                    assert!(task.positions.start % NB == 0, "{task:?}");
+                    if !split_channels {
+                        assert_eq!(task.channel_blocks, 0..blocks);
+                    }
+                    for block in task.channel_blocks.clone() {
+                        for n in task.positions.clone() {
+                            covered[block * positions + n] += 1;
+                        }
+                    }
+                }
+                assert!(covered.iter().all(|&n| n == 1), "{c}->{k} x {positions}");
+                let macs = c * k * positions;
+                if macs >= 4 * MACS_PER_TASK && split_channels {
+                    assert!(tasks.len() >= 4, "{c}->{k} x {positions}: {}", tasks.len());
+                }
+            }
+        }
+        let none = PackedWeights::new(&[], &[], 0, 0);
+        assert!(tasks(100, &none, true).is_empty());
+        let some = PackedWeights::new(&[1.0], &[0.0], 1, 1);
+        assert!(tasks(0, &some, true).is_empty());
     }
 }

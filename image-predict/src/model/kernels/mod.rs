@@ -7,6 +7,7 @@
 //! - [`max_pool`]: CSRNet's 2x2 max poolings, vectorised.
 //! - [`depthwise`]: the detector's depthwise convolutions (stride 1 and 2, channels first and
 //!   last), vectorised.
+//! - [`stem`]: the detector's first convolution (3 input channels, stride 2, channels last).
 //! - [`activation`]: the ReLU or hard swish that follows a convolution, applied by the kernels
 //!   above in the same pass.
 
@@ -16,6 +17,7 @@ pub mod conv3x3;
 pub mod depthwise;
 pub mod max_pool;
 pub mod ops;
+pub mod stem;
 
 // The register tile both convolution micro-kernels keep (`conv3x3`, `conv1x1`): MR output
 // channels x NV vectors of 16 positions, 24 of AVX-512's 32 registers.
@@ -45,6 +47,23 @@ impl<'a> OutputPlanes<'a> {
             len: buffer.len(),
             _buffer: std::marker::PhantomData,
         }
+    }
+
+    /// Elements `range` of the buffer, for one task to write.
+    ///
+    /// # Safety
+    /// No other task may read or write these elements while the slice lives.
+    ///
+    /// # Panics
+    /// If the range is beyond the buffer.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [f32] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "inside the buffer"
+        );
+        // SAFETY: inside the buffer, which outlives `self`; exclusive by the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
     }
 }
 
