@@ -180,8 +180,12 @@ impl EvalOp for Conv1x1 {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, (channels, height, width)) =
-            image_input("Conv1x1", self.input, self.weights.in_channels, inputs)?;
+        let (input, (channels, height, width)) = image_input(
+            "Conv1x1",
+            self.input,
+            Some(self.weights.in_channels),
+            inputs,
+        )?;
         let positions = height * width;
         let out_channels = self.weights.out_channels;
         // SAFETY: the tasks together cover every position of every output channel, each written
@@ -347,14 +351,8 @@ impl EvalOp for MaxPool2x2 {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let Some((channels, height, width)) = image_size(self.format, input.shape()) else {
-            bail!(
-                "MaxPool2x2 takes one {:?} image, not {:?}",
-                self.format,
-                input.shape()
-            );
-        };
+        let (input, (channels, height, width)) =
+            image_input("MaxPool2x2", self.format, None, inputs)?;
         let (out_height, out_width) = max_pool::output_size(height, width);
         let shape = image_shape(self.format, channels, (out_height, out_width));
         // SAFETY: `pool` writes every element of the output (its test checks it).
@@ -393,18 +391,20 @@ impl TypedOp for MaxPool2x2 {
 fn image_input(
     op: &str,
     format: DataFormat,
-    channels: usize,
+    channels: Option<usize>,
     inputs: TVec<TValue>,
 ) -> TractResult<(TValue, (usize, usize, usize))> {
     let input = args_1!(inputs);
     let Some(size) = image_size(format, input.shape()) else {
         bail!("{op} takes one {format:?} image, not {:?}", input.shape());
     };
-    ensure!(
-        size.0 == channels,
-        "{op} takes {channels} channels, not {}",
-        size.0
-    );
+    if let Some(channels) = channels {
+        ensure!(
+            size.0 == channels,
+            "{op} takes {channels} channels, not {}",
+            size.0
+        );
+    }
     Ok((input, size))
 }
 
@@ -574,8 +574,12 @@ impl EvalOp for OwnDepthwise {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, (_, height, width)) =
-            image_input("OwnDepthwise", self.format, self.weights.channels, inputs)?;
+        let (input, (_, height, width)) = image_input(
+            "OwnDepthwise",
+            self.format,
+            Some(self.weights.channels),
+            inputs,
+        )?;
         // SAFETY: `convolve` writes every output element (its test starts from NaN everywhere
         // and checks every element against the definition), so zeroing first was wasted work.
         let mut output =
@@ -995,8 +999,12 @@ impl EvalOp for OwnStem {
     op_out_of_plan!();
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, (_, height, width)) =
-            image_input("OwnStem", self.format, self.weights.in_channels, inputs)?;
+        let (input, (_, height, width)) = image_input(
+            "OwnStem",
+            self.format,
+            Some(self.weights.in_channels),
+            inputs,
+        )?;
         let w = &*self.weights;
         let (out_height, out_width) = w.output_size(height, width);
         // SAFETY: `convolve` writes every element of the rows it is given (its test starts from
