@@ -400,9 +400,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(input) = &density_input {
         write_f32(&density_input_path, input)?;
     }
-    // The service runs CenterNet cut to its person class, with its upsamplings rewritten
-    // (image_predict::model::centernet); onnxruntime runs that same graph, written out here,
-    // and the published one beside it.
+    // The service runs CenterNet cut to its person class (image_predict::model::centernet);
+    // onnxruntime runs that same graph, written out here (its `Resize` nodes on onnxruntime's own
+    // kernel, as ours run on our `Upsample2x`), and the published one beside it.
     let detector_path = args.model.detector_path()?;
     let density_path = args.model.density_path()?;
     let person_only_path = args.out_dir.join("centernet-person.onnx");

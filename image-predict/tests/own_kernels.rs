@@ -1,6 +1,6 @@
 //! Our kernels inside the real models, against tract's own operators on the same inputs: CSRNet
 //! with our 3x3 convolutions (each kind of products this CPU runs) and max poolings, CenterNet
-//! with our depthwise and 1x1 convolutions (float32).
+//! with our depthwise and 1x1 convolutions (float32), upsamplings, sums and concatenations.
 //! (The detector's boxes are also checked against the published graph in person_only_graph.rs.)
 
 use std::path::{Path, PathBuf};
@@ -104,8 +104,8 @@ fn counts_as_tract(own: &CsrNet, tract: &CsrNet, products: Products) {
     }
 }
 
-/// The detector with our depthwise, 1x1 and first-layer convolutions (float32, only the order of
-/// the sums differs) finds the same people with the same scores as with tract's.
+/// The detector with our depthwise, 1x1 and first-layer convolutions, upsamplings, sums and
+/// concatenations (float32, only the order of the sums differs) finds the same people with the same scores as with tract's.
 #[test]
 fn centernet_on_our_depthwise_finds_the_same_people() {
     let path = repo_root().join("models/centernet/centernet.onnx");
@@ -115,6 +115,26 @@ fn centernet_on_our_depthwise_finds_the_same_people() {
         assert_eq!(count("OwnStem"), 1, "the first convolution on our kernel");
         assert!(count("Conv1x1") > 40 && count("OwnDepthwise") > 20);
     }
+    // Upsamplings, global sums and channel concatenations take ours on any CPU.
+    let (graph, _) = CenterNet::optimised_graph(&path, Kernels::Own).unwrap();
+    let count = |op: &str| graph.nodes().iter().filter(|n| n.op().name() == op).count();
+    assert_eq!(
+        count("Upsample2x"),
+        3,
+        "the three upsamplings on our kernel"
+    );
+    assert_eq!(count("Resize"), 0);
+    assert_eq!(
+        count("TrailingSum"),
+        9,
+        "the nine global means' sums on our kernel"
+    );
+    assert_eq!(
+        count("OwnConcat"),
+        3,
+        "the head's three channel concatenations"
+    );
+    assert_eq!(count("Concat"), 0, "no concatenation left on tract's");
     let settings = |kernels| image_predict::model::centernet::DetectorSettings {
         kernels,
         ..defaults().detector_settings()

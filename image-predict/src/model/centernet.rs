@@ -30,7 +30,10 @@ use tract_onnx::prelude::*;
 use crate::imaging::resize_rgb;
 
 use super::csrnet::Kernels;
-use super::kernels::ops::{use_own_depthwise, use_own_pointwise, use_own_stems};
+use super::kernels::ops::{
+    use_own_concats, use_own_depthwise, use_own_pointwise, use_own_stems, use_own_trailing_sums,
+    use_own_upsampling,
+};
 use super::non_maximum_suppression;
 use super::rewrites;
 use super::tiling::{self, Tile};
@@ -106,8 +109,15 @@ impl CenterNet {
         kernels: Kernels,
     ) -> anyhow::Result<(TypedModel, Vec<usize>)> {
         let shape = vec![1, INPUT_SIDE as usize, INPUT_SIDE as usize, 3];
+        let mut proto = Self::service_proto(path)?;
+        if kernels == Kernels::Tract {
+            // tract's own `Resize` is slow: the upsamplings in tract's fastest operators.
+            let graph = proto.graph.as_mut().context("the model holds no graph")?;
+            let upsamplings = rewrites::rewrite_linear_upsampling(graph)?;
+            anyhow::ensure!(upsamplings == 3, "{upsamplings} upsamplings, not 3");
+        }
         let mut graph = tract_onnx::onnx()
-            .model_for_proto_model(&Self::service_proto(path)?)?
+            .model_for_proto_model(&proto)?
             .with_input_fact(0, f32::fact(&shape).into())?
             .into_typed()?
             .into_decluttered()?;
@@ -119,6 +129,13 @@ impl CenterNet {
             );
             use_own_stems(&mut graph)?;
             use_own_pointwise(&mut graph)?;
+            let upsamplings = use_own_upsampling(&mut graph)?;
+            anyhow::ensure!(
+                upsamplings == 3,
+                "{upsamplings} of CenterNet's 3 upsamplings took our kernel"
+            );
+            use_own_concats(&mut graph)?;
+            use_own_trailing_sums(&mut graph)?;
         }
         let graph = graph
             .into_optimized()
@@ -139,27 +156,18 @@ impl CenterNet {
         model.into_optimized()?.into_runnable()
     }
 
-    /// The ONNX file as the service runs it: cut to what we read (see [`person_only`]), and
-    /// its three 2x upsamplings rewritten into operators tract runs fast (see [`rewrites`]).
-    /// Also written out by `crowd bench` so that onnxruntime is timed on the same graph.
+    /// The ONNX file as the service runs it: cut to what we read (see [`person_only`]). Also
+    /// written out by `crowd bench` so that onnxruntime is timed on the same graph.
     pub fn service_proto(path: &Path) -> anyhow::Result<ModelProto> {
         let mut proto = tract_onnx::onnx()
             .proto_model_for_path(path)
             .with_context(|| format!("reading the ONNX model {}", path.display()))?;
-        let unknown = || {
+        person_only(&mut proto).with_context(|| {
             format!(
                 "{} is not the CenterNet graph this service knows",
                 path.display()
             )
-        };
-        person_only(&mut proto).with_context(unknown)?;
-        let graph = proto.graph.as_mut().context("the model holds no graph")?;
-        let upsamplings = rewrites::rewrite_linear_upsampling(graph).with_context(unknown)?;
-        anyhow::ensure!(
-            upsamplings == 3,
-            "{}: {upsamplings} upsamplings, not 3",
-            unknown()
-        );
+        })?;
         Ok(proto)
     }
 

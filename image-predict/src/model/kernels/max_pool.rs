@@ -13,52 +13,19 @@ pub fn output_size(height: usize, width: usize) -> (usize, usize) {
     (height / 2, width / 2)
 }
 
-/// Pools channels `channels` of `input` (`[channel][height][width]`) into the same channels of
-/// `output` (`[channel][height / 2][width / 2]`), so that callers can split the channels
-/// between threads.
-///
-/// # Panics
-/// If the buffers are not of these sizes.
-pub fn pool(
-    input: &[f32],
-    (height, width): (usize, usize),
-    channels: std::ops::Range<usize>,
-    output: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { pool_avx512(input, (height, width), channels, output) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { pool_avx2(input, (height, width), channels, output) };
-        }
-    }
-    pool_portable(input, (height, width), channels, output)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn pool_avx512(
-    input: &[f32],
-    size: (usize, usize),
-    channels: std::ops::Range<usize>,
-    output: &mut [f32],
-) {
-    pool_portable(input, size, channels, output)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn pool_avx2(
-    input: &[f32],
-    size: (usize, usize),
-    channels: std::ops::Range<usize>,
-    output: &mut [f32],
-) {
-    pool_portable(input, size, channels, output)
+vectorised! {
+    /// Pools channels `channels` of `input` (`[channel][height][width]`) into the same channels
+    /// of `output` (`[channel][height / 2][width / 2]`), so that callers can split the channels
+    /// between threads.
+    ///
+    /// # Panics
+    /// If the buffers are not of these sizes.
+    pub fn pool(
+        input: &[f32],
+        size: (usize, usize),
+        channels: std::ops::Range<usize>,
+        output: &mut [f32],
+    ) => pool_portable
 }
 
 #[inline(always)]

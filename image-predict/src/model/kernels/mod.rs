@@ -5,11 +5,44 @@
 //!   products, whichever this CPU runs faster.
 //! - [`conv1x1`]: the detector's pointwise convolutions, float32 (AVX-512 F).
 //! - [`max_pool`]: CSRNet's 2x2 max poolings, vectorised.
+//! - [`planes`]: the detector's 2x linear upsamplings and sums of whole planes (its global means),
+//!   vectorised.
 //! - [`depthwise`]: the detector's depthwise convolutions (stride 1 and 2, channels first and
 //!   last), vectorised.
 //! - [`stem`]: the detector's first convolution (3 input channels, stride 2, channels last).
 //! - [`activation`]: the ReLU or hard swish that follows a convolution, applied by the kernels
 //!   above in the same pass.
+
+/// Defines `$vis fn $name(args)` running `$portable` (an `#[inline(always)]` function of plain
+/// loops) compiled for AVX-512, for AVX2 or for the baseline, whichever this CPU runs: the one
+/// place where the vectorised loops of [`max_pool`] and [`planes`] choose their instructions.
+macro_rules! vectorised {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $portable:ident) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the feature the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
 
 pub mod activation;
 pub mod conv1x1;
@@ -17,6 +50,7 @@ pub mod conv3x3;
 pub mod depthwise;
 pub mod max_pool;
 pub mod ops;
+pub mod planes;
 pub mod stem;
 
 // The register tile both convolution micro-kernels keep (`conv3x3`, `conv1x1`): MR output

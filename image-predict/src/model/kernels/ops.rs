@@ -15,6 +15,7 @@ use super::conv1x1::{self, Activation};
 use super::conv3x3::{self, Geometry, PackedWeights};
 use super::depthwise::{self, ChannelAxis, DepthwiseWeights};
 use super::max_pool;
+use super::planes;
 use super::stem::{self, StemWeights};
 
 /// Position blocks per task when a convolution is split between threads: small enough to
@@ -1203,6 +1204,360 @@ fn bias_values(constant: &Tensor, format: DataFormat, channels: usize) -> Option
     }
 }
 
+/// Output values per task of the plane operations split between threads ([`Upsample2x`],
+/// [`TrailingSum`]'s input, [`OwnConcat`]): 256 KiB, a few tens of microseconds of copying.
+const PLANE_VALUES_PER_TASK: usize = 1 << 16;
+
+/// A 2x linear upsampling of an NCHW image with a batch of 1 (ONNX `Resize` with
+/// `mode = linear`, `asymmetric` coordinates and scales [1, 1, 2, 2]), on our kernel
+/// (`planes`), its planes split between threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsample2x;
+
+impl Op for Upsample2x {
+    fn name(&self) -> StaticName {
+        "Upsample2x".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Upsample2x {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (input, (channels, height, width)) =
+            image_input("Upsample2x", DataFormat::NCHW, None, inputs)?;
+        ensure!(height > 0 && width > 0, "Upsample2x of an empty image");
+        let shape = image_shape(DataFormat::NCHW, channels, (2 * height, 2 * width));
+        // SAFETY: `upsample_2x_linear` writes every element of its output (its test checks it).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let source = view.as_slice::<f32>()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let (area, out_area) = (height * width, 4 * height * width);
+            let planes_per_task = (PLANE_VALUES_PER_TASK / out_area).max(1);
+            for_each_chunk_mut(
+                out.as_slice_mut::<f32>()?,
+                planes_per_task * out_area,
+                &|task, chunk| {
+                    let first = task * planes_per_task * area;
+                    let planes_in = &source[first..][..chunk.len() / 4];
+                    planes::upsample_2x_linear(planes_in, height, width, chunk);
+                },
+            );
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Upsample2x {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let (channels, height, width) =
+            input_fact_size("Upsample2x", DataFormat::NCHW, None, inputs)?;
+        let shape = image_shape(DataFormat::NCHW, channels, (2 * height, 2 * width));
+        Ok(tvec!(f32::fact(shape)))
+    }
+}
+
+/// Replaces every float `Resize` that doubles the height and width of an NCHW image with a
+/// batch of 1 by linear interpolation with `asymmetric` coordinates by [`Upsample2x`]. Returns
+/// how many were replaced.
+pub fn use_own_upsampling(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::nn::{CoordTransformer, Interpolator, Resize};
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(resize) = node.op_as::<Resize>() else {
+            continue;
+        };
+        let doubling = resize
+            .optional_scales_input
+            .and_then(|slot| constant_input(model, node, slot))
+            .and_then(|scales| {
+                let scales = scales.cast_to::<f32>().ok()?;
+                let view = scales.try_as_plain_ram().ok()?;
+                Some(view.as_slice::<f32>().ok()? == [1.0, 1.0, 2.0, 2.0])
+            })
+            .unwrap_or(false);
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        let suitable = doubling
+            && resize.optional_sizes_input.is_none()
+            && matches!(resize.interpolator, Interpolator::Linear)
+            && matches!(resize.coord_transformer, CoordTransformer::Asymmetric)
+            && input_fact.datum_type == f32::datum_type()
+            && input_fact
+                .shape
+                .as_concrete()
+                .and_then(|shape| image_size(DataFormat::NCHW, shape))
+                .is_some_and(|(_, height, width)| height > 0 && width > 0);
+        if !suitable {
+            continue;
+        }
+        replace_nodes(model, id, id, "own upsampling", "upsample_2x", Upsample2x)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// A float sum over the trailing axes from `first_axis` (each kept, of length 1), as tract
+/// declutters a global mean over an image's planes: our kernel (`planes`), the planes split
+/// between threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailingSum {
+    first_axis: usize,
+}
+
+impl TrailingSum {
+    fn output_shape<D: Clone + From<usize>>(&self, shape: &[D]) -> TVec<D> {
+        (0..shape.len())
+            .map(|axis| {
+                if axis < self.first_axis {
+                    shape[axis].clone()
+                } else {
+                    1.into()
+                }
+            })
+            .collect()
+    }
+}
+
+impl Op for TrailingSum {
+    fn name(&self) -> StaticName {
+        "TrailingSum".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("axes from {}", self.first_axis)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TrailingSum {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let shape = input.shape();
+        ensure!(
+            self.first_axis < shape.len(),
+            "TrailingSum from axis {} of {shape:?}",
+            self.first_axis
+        );
+        let block: usize = shape[self.first_axis..].iter().product();
+        // SAFETY: `sum_blocks` writes every element of its output.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(shape))? };
+        {
+            let view = input.try_as_plain_ram()?;
+            let source = view.as_slice::<f32>()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let sums_per_task = (PLANE_VALUES_PER_TASK / block.max(1)).max(1);
+            for_each_chunk_mut(out.as_slice_mut::<f32>()?, sums_per_task, &|task, sums| {
+                let first = task * sums_per_task * block;
+                planes::sum_blocks(&source[first..][..sums.len() * block], sums);
+            });
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for TrailingSum {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        ensure!(self.first_axis < shape.len() && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.output_shape(&shape))))
+    }
+}
+
+/// Replaces every float `Reduce<Sum>` over the trailing axes of its input (a concrete shape) by
+/// [`TrailingSum`]. Returns how many were replaced.
+pub fn use_own_trailing_sums(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(reduce) = node.op_as::<Reduce>() else {
+            continue;
+        };
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        let rank = input_fact.rank();
+        let mut axes = reduce.axes.to_vec();
+        axes.sort_unstable();
+        let first_axis = rank.saturating_sub(axes.len());
+        if !matches!(reduce.reducer, Reducer::Sum)
+            || input_fact.datum_type != f32::datum_type()
+            || input_fact.shape.as_concrete().is_none()
+            || axes.is_empty()
+            || axes != (first_axis..rank).collect::<Vec<_>>()
+        {
+            continue;
+        }
+        let op = TrailingSum { first_axis };
+        replace_nodes(model, id, id, "own trailing sum", "trailing_sum", op)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// A float concatenation along `axis` where every axis before it has length 1 (the channels of an
+/// NCHW image with a batch of 1): the inputs' values one after the other, copied by several
+/// threads (tract's `Concat` copies on one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnConcat {
+    axis: usize,
+}
+
+impl OwnConcat {
+    /// The output shape, if the inputs can be concatenated by copying them one after the other.
+    fn output_shape(&self, shapes: &[&[usize]]) -> Option<TVec<usize>> {
+        let first = shapes.first()?;
+        let fits = |shape: &&[usize]| {
+            shape.len() == first.len()
+                && self.axis < shape.len()
+                && shape[..self.axis].iter().all(|&d| d == 1)
+                && shape[self.axis + 1..] == first[self.axis + 1..]
+        };
+        if !shapes.iter().all(fits) {
+            return None;
+        }
+        let mut shape: TVec<usize> = first.iter().copied().collect();
+        shape[self.axis] = shapes.iter().map(|s| s[self.axis]).sum();
+        Some(shape)
+    }
+}
+
+impl Op for OwnConcat {
+    fn name(&self) -> StaticName {
+        "OwnConcat".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("axis {}", self.axis)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for OwnConcat {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.shape()).collect();
+        let shape = self
+            .output_shape(&shapes)
+            .with_context(|| format!("OwnConcat on axis {} of {shapes:?}", self.axis))?;
+        let views = inputs
+            .iter()
+            .map(|i| i.try_as_plain_ram())
+            .collect::<TractResult<Vec<_>>>()?;
+        let sources = views
+            .iter()
+            .map(|v| v.as_slice::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
+        // SAFETY: the chunks cover the output, and each is written whole from the inputs,
+        // whose lengths add up to the output's (`output_shape`).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        {
+            let mut out = output.try_as_plain_ram_mut()?;
+            for_each_chunk_mut(
+                out.as_slice_mut::<f32>()?,
+                PLANE_VALUES_PER_TASK,
+                &|task, chunk| {
+                    copy_from_concatenation(&sources, task * PLANE_VALUES_PER_TASK, chunk)
+                },
+            );
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+/// Fills `out` with the values from `start` of the concatenation of `sources`.
+fn copy_from_concatenation(sources: &[&[f32]], start: usize, out: &mut [f32]) {
+    let (mut offset, mut written) = (0, 0);
+    for source in sources {
+        let (from, to) = (offset, offset + source.len());
+        offset = to;
+        let begin = (start + written).max(from);
+        if begin >= to {
+            continue;
+        }
+        let count = (to - begin).min(out.len() - written);
+        out[written..written + count].copy_from_slice(&source[begin - from..][..count]);
+        written += count;
+        if written == out.len() {
+            return;
+        }
+    }
+}
+
+impl TypedOp for OwnConcat {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shapes = inputs
+            .iter()
+            .map(|i| {
+                i.shape
+                    .as_concrete()
+                    .context("OwnConcat needs concrete shapes")
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        let shape = self
+            .output_shape(&shapes)
+            .with_context(|| format!("OwnConcat on axis {} of {shapes:?}", self.axis))?;
+        ensure!(inputs.iter().all(|i| i.datum_type == f32::datum_type()));
+        Ok(tvec!(f32::fact(shape)))
+    }
+}
+
+/// Replaces every float concatenation of two or more inputs of concrete shapes along an axis
+/// with only axes of length 1 before it by [`OwnConcat`]. Returns how many were replaced.
+pub fn use_own_concats(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::array::TypedConcat;
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(concat) = node.op_as::<TypedConcat>() else {
+            continue;
+        };
+        let op = OwnConcat { axis: concat.axis };
+        let facts = node
+            .inputs
+            .iter()
+            .map(|i| model.outlet_fact(*i))
+            .collect::<TractResult<Vec<_>>>()?;
+        let shapes: Option<Vec<&[usize]>> = facts.iter().map(|f| f.shape.as_concrete()).collect();
+        let suitable = node.inputs.len() >= 2
+            && facts.iter().all(|f| f.datum_type == f32::datum_type())
+            && shapes.is_some_and(|shapes| op.output_shape(&shapes).is_some());
+        if !suitable {
+            continue;
+        }
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::new(format!("own concat {name}"));
+        let taps = node
+            .inputs
+            .iter()
+            .map(|input| patch.tap_model(model, *input))
+            .collect::<TractResult<TVec<_>>>()?;
+        let wire = patch.wire_node(format!("{name}.own_concat"), op, &taps)?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1365,5 +1720,86 @@ mod tests {
         let op = conv.op_as::<Conv1x1>().unwrap();
         assert_eq!(op.activation, Activation::None);
         assert!(model.node_by_name("gate").is_ok(), "the hard swish stays");
+    }
+    /// A global sum over each plane and a channel concatenation, as tract declutters them, on
+    /// our operators compute what tract's do; a sum over a leading axis and a concatenation
+    /// along the width are left to tract.
+    #[test]
+    fn plane_sums_and_channel_concats_compute_what_tracts_do() {
+        use tract_onnx::tract_core::ops::array::TypedConcat;
+        use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 6, 9, 11])).unwrap();
+        let y = model.add_source("y", f32::fact([1, 2, 9, 11])).unwrap();
+        let sum = |axes: &[usize]| Reduce {
+            axes: axes.into(),
+            reducer: Reducer::Sum,
+        };
+        let planes = model.wire_node("planes", sum(&[2, 3]), &[x]).unwrap()[0];
+        let leading = model.wire_node("leading", sum(&[1]), &[x]).unwrap()[0];
+        let channels = model
+            .wire_node("channels", TypedConcat { axis: 1 }, &[x, y])
+            .unwrap()[0];
+        let widths = model
+            .wire_node("widths", TypedConcat { axis: 3 }, &[x, x])
+            .unwrap()[0];
+        model
+            .select_output_outlets(&[planes, leading, channels, widths])
+            .unwrap();
+        let mut ours = model.clone();
+        assert_eq!(use_own_trailing_sums(&mut ours).unwrap(), 1);
+        assert_eq!(use_own_concats(&mut ours).unwrap(), 1);
+        let names: Vec<String> = ours
+            .nodes()
+            .iter()
+            .map(|n| n.op().name().to_string())
+            .collect();
+        assert!(names.iter().any(|n| n == "TrailingSum") && names.iter().any(|n| n == "OwnConcat"));
+
+        let mut seed = 17;
+        let inputs: TVec<TValue> = [[1, 6, 9, 11], [1, 2, 9, 11]]
+            .iter()
+            .map(|shape| {
+                let values = pseudo_random(shape.iter().product(), &mut seed);
+                Tensor::from_shape(shape, &values).unwrap().into()
+            })
+            .collect();
+        let run = |model: TypedModel| model.into_runnable().unwrap().run(inputs.clone()).unwrap();
+        let (expected, found) = (run(model), run(ours));
+        for (output, (e, f)) in expected.iter().zip(&found).enumerate() {
+            assert_eq!(e.shape(), f.shape(), "output {output}");
+            let (e, f) = (e.try_as_plain_ram().unwrap(), f.try_as_plain_ram().unwrap());
+            let pairs = e
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .zip(f.as_slice::<f32>().unwrap());
+            for (i, (e, f)) in pairs.enumerate() {
+                assert!(
+                    (e - f).abs() <= 1e-4,
+                    "output {output} #{i}: tract {e}, ours {f}"
+                );
+            }
+        }
+    }
+
+    /// Every stretch of the concatenation, empty sources included, is copied from the right
+    /// places: the threads' chunks of [`OwnConcat`] start anywhere.
+    #[test]
+    fn any_stretch_of_a_concatenation_is_copied_whole() {
+        let sources: [&[f32]; 4] = [
+            &[0.0, 1.0, 2.0, 3.0, 4.0],
+            &[],
+            &[5.0, 6.0],
+            &[7.0, 8.0, 9.0],
+        ];
+        let whole: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        for start in 0..whole.len() {
+            for end in start + 1..=whole.len() {
+                let mut out = vec![f32::NAN; end - start];
+                copy_from_concatenation(&sources, start, &mut out);
+                assert_eq!(out, whole[start..end], "{start}..{end}");
+            }
+        }
     }
 }
