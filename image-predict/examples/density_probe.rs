@@ -6,6 +6,8 @@
 //! SIDES=128,192,256 SCALES=0.75,1,1.5 \
 //!   cargo run --release -p image-predict --example density_probe -- DIR [DIR...] > probe.jsonl
 //! ```
+//! `FLOORS=0,0.01,0.02` adds, per look, the density outside the boxes in the cells whose
+//! neighbourhood reaches each floor (people per cell).
 //! `ONLY_DENSE=N` skips the scale factors for photos with fewer than N true people;
 //! `TILE_MAX` (pixels) and `MARGIN` (pixels) override the density tiles.
 
@@ -15,8 +17,9 @@ use std::time::Instant;
 use clap::Parser;
 use image_predict::configuration::ModelConfig;
 use image_predict::imaging::{decode_upright, resize_rgb};
+use image_predict::model::adaptive::outside_boxes;
 use image_predict::model::centernet::CenterNet;
-use image_predict::model::csrnet::{CsrNet, DensitySettings};
+use image_predict::model::csrnet::{CsrNet, DensityMap, DensitySettings};
 
 #[derive(Parser)]
 struct Defaults {
@@ -97,13 +100,32 @@ fn main() -> anyhow::Result<()> {
                     }
                     grid
                 });
+                // With FLOORS set: the density mass outside the detector's boxes, counting only
+                // the cells whose 3x3 neighbourhood's mean density reaches each floor (people per
+                // cell): how a per-region fusion that ignores faint density would count.
+                let outside = std::env::var_os("FLOORS").map(|_| {
+                    let floors: Vec<f32> = list("FLOORS", "0");
+                    let map = outside_boxes(run.map.clone(), &det.boxes);
+                    let local = neighbourhood_mean(&run.map);
+                    floors
+                        .iter()
+                        .map(|&floor| {
+                            map.values
+                                .iter()
+                                .zip(&local)
+                                .filter(|&(_, &mean)| mean >= floor)
+                                .map(|(v, _)| v.max(0.0))
+                                .sum::<f32>()
+                        })
+                        .collect::<Vec<_>>()
+                });
                 let mut sorted = run.map.values.clone();
                 sorted.sort_by(f32::total_cmp);
                 let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
                 line[key] = serde_json::json!({
                     "count": run.count, "ms": started.elapsed().as_secs_f64() * 1e3,
                     "tiles": run.tiles, "p99_cell": p99, "max_cell": sorted.last(),
-                    "regions": regions,
+                    "regions": regions, "outside_by_floor": outside,
                 });
                 Ok(())
             };
@@ -128,4 +150,23 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each cell's mean over its 3x3 neighbourhood (the cells that exist).
+fn neighbourhood_mean(map: &DensityMap) -> Vec<f32> {
+    let (columns, rows) = (map.columns as i64, map.rows as i64);
+    let mut means = Vec::with_capacity(map.values.len());
+    for row in 0..rows {
+        for column in 0..columns {
+            let (mut sum, mut cells) = (0f32, 0f32);
+            for y in (row - 1).max(0)..=(row + 1).min(rows - 1) {
+                for x in (column - 1).max(0)..=(column + 1).min(columns - 1) {
+                    sum += map.values[(y * columns + x) as usize];
+                    cells += 1.0;
+                }
+            }
+            means.push(sum / cells);
+        }
+    }
+    means
 }
