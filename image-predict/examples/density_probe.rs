@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let sides: Vec<u32> = list("SIDES", "128,160,192,224,256,448");
     let scales: Vec<f32> = list("SCALES", "0.75,1");
+    let floors: Option<Vec<f32>> = std::env::var_os("FLOORS").map(|_| list("FLOORS", "0"));
     let only_dense: u32 = std::env::var("ONLY_DENSE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -103,8 +104,7 @@ fn main() -> anyhow::Result<()> {
                 // With FLOORS set: the density mass outside the detector's boxes, counting only
                 // the cells whose 3x3 neighbourhood's mean density reaches each floor (people per
                 // cell): how a per-region fusion that ignores faint density would count.
-                let outside = std::env::var_os("FLOORS").map(|_| {
-                    let floors: Vec<f32> = list("FLOORS", "0");
+                let outside = floors.as_ref().map(|floors| {
                     let map = outside_boxes(run.map.clone(), &det.boxes);
                     let local = neighbourhood_mean(&run.map);
                     floors
